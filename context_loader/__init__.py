@@ -1,0 +1,1 @@
+"""Load, validate and evaluate DAMNIT context files. Pure Python: no Dagster here."""
