@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 # Headless plotting before anything imports matplotlib.
-os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["MPLBACKEND"] = "Agg"
 
 
 @dataclass(frozen=True)
