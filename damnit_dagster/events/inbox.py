@@ -114,6 +114,25 @@ class EventInbox:
                 (proposal, event_id, limit)).fetchall()
         return [RunEvent(*row) for row in rows]
 
+    def by_ids(self, ids) -> list[RunEvent]:
+        """The stored events with these ids, oldest first."""
+        ids = list(ids)
+        if not ids:
+            return []
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT id, kind, proposal, run, received_at, source FROM events"
+                f" WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id", ids).fetchall()
+        return [RunEvent(*row) for row in rows]
+
+    def received_before(self, proposal: int, when: float) -> tuple[int, int]:
+        """``(count, last id)`` of the events of ``proposal`` received before ``when``."""
+        with self._connect() as conn:
+            count, last = conn.execute(
+                "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM events"
+                " WHERE proposal = ? AND received_at < ?", (proposal, when)).fetchone()
+        return count, last
+
     def last_id(self) -> int:
         """The id of the newest event (0 when empty)."""
         with self._connect() as conn:

@@ -1,0 +1,136 @@
+"""The event sensor: new-data events in the inbox become run partitions and run requests.
+
+A migration event requests the ``raw`` job for the run, a calibration event the ``proc``
+job, as DAMNIT's listener does. The sensor's cursor remembers the last inbox event it
+handled, so each event is acted on once; within one ``duplicate_window`` a repeated
+event for the same run and kind is logged and dropped. An event whose run folder does
+not exist yet (data still arriving) waits, re-checked every tick, for up to
+``folder_wait`` seconds. An invalid event is logged with its reason and never stops the
+sensor.
+
+On its very first tick the sensor does not replay a long history: events older than
+``startup_window`` are skipped (with a log line) because old runs are for ``reprocess``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from .events.inbox import EventInbox, RunEvent
+
+#: Job name requested for each event kind.
+JOB_FOR_KIND = {"migration": "raw", "calibration": "proc"}
+
+
+@dataclass
+class SensorCursor:
+    """What the sensor remembers between ticks (stored as JSON)."""
+
+    last_id: int = 0
+    waiting: list[int] = field(default_factory=list)        # ids whose folder is missing
+    recent: dict[str, float] = field(default_factory=dict)  # "kind:run" -> time requested
+
+    @classmethod
+    def load(cls, text: str | None) -> "SensorCursor | None":
+        return cls(**json.loads(text)) if text else None
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class EventSensorSettings:
+    """Tunables of the event sensor; the defaults favour latency."""
+
+    minimum_interval_seconds: int = 1
+    max_events_per_tick: int = 1000
+    duplicate_window: float = 60.0
+    folder_wait: float = 120.0
+    startup_window: float = 600.0
+
+
+def run_folder(proposal_dir: Path, event: RunEvent) -> Path:
+    """Where the event's data must be: ``raw/r0007`` or ``proc/r0007``."""
+    return Path(proposal_dir) / event.data / f"r{event.run:04d}"
+
+
+def plan_tick(events: list[RunEvent], cursor: SensorCursor, proposal_dir: Path | None,
+              now: float, settings: EventSensorSettings, log) -> tuple[list[RunEvent], SensorCursor]:
+    """Decide which events to act on this tick; returns them and the next cursor.
+
+    Pure function of its inputs (besides checking folders), so it is easy to test.
+    """
+    new_cursor = SensorCursor(
+        last_id=max([cursor.last_id, *(e.id for e in events)]),
+        recent={k: t for k, t in cursor.recent.items() if now - t < settings.duplicate_window},
+    )
+    to_run = []
+    for event in events:
+        if proposal_dir is not None and not run_folder(proposal_dir, event).is_dir():
+            if now - event.received_at < settings.folder_wait:
+                new_cursor.waiting.append(event.id)
+            else:
+                log.warning(f"Dropping event {event.id} ({event.kind} of run {event.run}): data "
+                            f"folder {run_folder(proposal_dir, event)} still does not exist "
+                            f"after {settings.folder_wait:.0f} s")
+            continue
+        key = f"{event.kind}:{event.run}"
+        if key in new_cursor.recent:
+            log.info(f"Event {event.id}: duplicate {event.kind} of run {event.run} "
+                     f"within {settings.duplicate_window:.0f} s, already requested")
+            continue
+        new_cursor.recent[key] = now
+        to_run.append(event)
+    return to_run, new_cursor
+
+
+def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicPartitionsDefinition,
+                       jobs, proposal_dir: Path | None,
+                       settings: EventSensorSettings = EventSensorSettings()) -> dg.SensorDefinition:
+    """The sensor for one proposal reading the inbox at ``inbox_path``.
+
+    ``jobs`` must contain the jobs named ``raw`` and ``proc``; ``proposal_dir`` is where
+    the run folders appear (None skips the folder check).
+    """
+
+    @dg.sensor(name=f"p{proposal}_run_events", jobs=jobs,
+               minimum_interval_seconds=settings.minimum_interval_seconds,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Turns migration and calibration events of the proposal into "
+                           "processing runs (raw on migration, proc on calibration).")
+    def run_events_sensor(context: dg.SensorEvaluationContext):
+        inbox = EventInbox(inbox_path)
+        now = time.time()
+        cursor = SensorCursor.load(context.cursor)
+        if cursor is None:  # first tick ever: skip old history
+            n_old, last_old = inbox.received_before(proposal, now - settings.startup_window)
+            cursor = SensorCursor(last_id=last_old)
+            if n_old:
+                context.log.info(f"First start: skipping {n_old} events older than "
+                                 f"{settings.startup_window:.0f} s (use reprocess for old runs)")
+        waiting = inbox.by_ids(cursor.waiting)
+        fresh = inbox.after(cursor.last_id, proposal, limit=settings.max_events_per_tick)
+        events, new_cursor = plan_tick(waiting + fresh, cursor, proposal_dir, now, settings,
+                                       context.log)
+        if not events and new_cursor == cursor:
+            return dg.SkipReason(f"No new events after event {cursor.last_id}")
+        existing = set(context.instance.get_dynamic_partitions(partitions_def.name))
+        new_keys = sorted({str(e.run) for e in events} - existing, key=int)
+        requests = [
+            dg.RunRequest(
+                job_name=JOB_FOR_KIND[e.kind], partition_key=str(e.run),
+                run_key=f"event-{e.id}",
+                tags={"damnit/trigger": e.kind, "damnit/run": str(e.run),
+                      "damnit/event_id": str(e.id)})
+            for e in events
+        ]
+        return dg.SensorResult(
+            run_requests=requests,
+            dynamic_partitions_requests=[partitions_def.build_add_request(new_keys)] if new_keys else [],
+            cursor=new_cursor.dump())
+
+    return run_events_sensor
