@@ -1,0 +1,218 @@
+"""Per-run HDF5 files in DAMNIT's layout: reading fragments and merging them into run files.
+
+A variable ``<n>`` lives in up to four places of a file: ``/<n>`` (its data: a group with
+``data`` or a NetCDF4 group), ``/.reduced/<n>`` (summary), ``/.preview/<n>`` and
+``/.errors/<n>``. A fragment holds the results of one evaluation; its root attribute
+``cleared`` (our addition) lists the variables that now returned ``None``.
+
+The re-run rule: every name a fragment mentions (in any of the four places, or in
+``cleared``) replaces *all four* places of the old file; names it does not mention keep
+their old content. The merged file is always written as a new file (see
+:func:`merge_into_new_file`), so deleted objects never leave dead space behind.
+
+HDF5's object copy (``H5Ocopy``) does not carry dimension scales correctly
+(HDFGroup/hdf5#6200), which breaks NetCDF groups written by h5netcdf for xarray objects.
+Groups are therefore copied without attributes, then their scales are re-made and
+re-attached, and NetCDF dimension ids are moved past those already in the file.
+"""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .database import PNG_MAGIC, ReducedValue
+
+SPECIAL_GROUPS = (".reduced", ".preview", ".errors")
+CLEARED_ATTR = "cleared"
+_SCALE_ATTRS = {"CLASS", "NAME", "REFERENCE_LIST", "DIMENSION_LIST", "DIMENSION_LABELS"}
+_DIMID_ATTRS = ("_Netcdf4Dimid", "_Netcdf4Coordinates")
+_SEPARATE_ATTRS = {"max_diff", "summary_method", "summary_type"}
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def variable_names(f: h5py.File) -> set[str]:
+    """Names with anything stored in ``f`` (data, summary, preview or error)."""
+    names = {k for k in f if not k.startswith(".")}
+    for special in SPECIAL_GROUPS:
+        if isinstance(f.get(special), h5py.Group):
+            names.update(f[special])
+    return names
+
+
+def cleared_names(f: h5py.File) -> set[str]:
+    """The fragment's ``cleared`` attribute: variables that returned ``None``."""
+    return {_text(n) for n in np.atleast_1d(f.attrs.get(CLEARED_ATTR, []))}
+
+
+@dataclass
+class Fragment:
+    """What one fragment file says about a run."""
+
+    path: Path
+    provenance: str
+    names: set[str]  # every name it replaces, cleared ones included
+    cleared: set[str]
+    rows: dict[str, ReducedValue] = field(default_factory=dict)  # for runs.sqlite
+
+
+def summary_value(ds: h5py.Dataset):
+    """A ``.reduced`` dataset as DAMNIT puts it in SQLite: str, PNG bytes, Python scalar,
+    or ndarray."""
+    if h5py.check_string_dtype(ds.dtype) is not None:
+        return ds.asstr("utf-8", "surrogateescape")[()]
+    if ds.ndim == 1 and ds.dtype == np.uint8 and ds[:8].tobytes() == PNG_MAGIC:
+        return ds[()].tobytes()
+    value = ds[()]
+    return value.item() if value.ndim == 0 else value
+
+
+def _json_attr(value):
+    if isinstance(value, np.ndarray):
+        return [_json_attr(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return _text(value)
+    return value
+
+
+def read_fragment(path) -> Fragment:
+    """The names a fragment replaces and its rows for ``run_variables``.
+
+    A name with a summary gets its summary row, one with an error an error row, and a
+    cleared name - or one with data but no summary - a NULL row, so the table never shows
+    a stale summary next to new data.
+    """
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        cleared = cleared_names(f)
+        names = variable_names(f) | cleared
+        rows = {n: ReducedValue.cleared() for n in names}
+        for name, ds in f.get(".reduced", {}).items():
+            max_diff = ds.attrs.get("max_diff")
+            rows[name] = ReducedValue(
+                summary_value(ds),
+                max_diff=None if max_diff is None else float(max_diff),
+                summary_method=_text(ds.attrs.get("summary_method", "")),
+                summary_type=(None if "summary_type" not in ds.attrs
+                              else _text(ds.attrs["summary_type"])),
+                attributes={k: _json_attr(v) for k, v in ds.attrs.items()
+                            if k not in _SEPARATE_ATTRS},
+            )
+        for name, ds in f.get(".errors", {}).items():
+            rows[name] = ReducedValue.error(_text(ds.asstr()[()]),
+                                            _text(ds.attrs.get("type", "")))
+        provenance = _text(f.attrs.get("provenance", ""))
+    return Fragment(path, provenance, names, cleared, rows)
+
+
+class _Copier:
+    """Copies objects between two open files, keeping NetCDF dimension ids unique in the
+    destination (NetCDF-C treats them as file-wide, each fragment starts from 0)."""
+
+    def __init__(self, fdst: h5py.File):
+        self.fdst = fdst
+        ids = []
+
+        def collect(_, obj):
+            if isinstance(obj, h5py.Dataset) and "_Netcdf4Dimid" in obj.attrs:
+                ids.append(int(obj.attrs["_Netcdf4Dimid"]))
+        fdst.visititems(collect)
+        self.next_dimid = max(ids, default=-1) + 1
+
+    def copy(self, fsrc: h5py.File, path: str) -> None:
+        """Copy ``fsrc[path]`` to the same path in the destination (which must be free)."""
+        src = fsrc[path]
+        parent = posixpath.dirname(src.name)
+        if parent != "/":
+            self.fdst.require_group(parent)
+        if isinstance(src, h5py.Dataset) and not src.attrs:
+            fsrc.copy(src, self.fdst, src.name)
+            return
+
+        objects = [src]
+        if isinstance(src, h5py.Group):
+            src.visititems(lambda _, obj: objects.append(obj))
+        datasets = [o for o in objects if isinstance(o, h5py.Dataset)]
+        scales = {d.name: _text(d.attrs.get("NAME", "")) for d in datasets if d.is_scale}
+        attachments = [(d.name, i, d.dims[i].label, [s.name for s in d.dims[i].values()])
+                       for d in datasets for i in range(d.ndim)
+                       if d.dims[i].label or len(d.dims[i])]
+        src_ids = [int(v) for d in datasets for v in np.atleast_1d(d.attrs.get("_Netcdf4Dimid", []))]
+        offset = self.next_dimid
+
+        # Attributes hold references into the source file: copy without them, rebuild.
+        fsrc.copy(src, self.fdst, src.name, without_attrs=True)
+        for name, scale_name in scales.items():
+            self.fdst[name].make_scale(scale_name)
+        for name, index, label, scale_paths in attachments:
+            dim = self.fdst[name].dims[index]
+            for scale_path in scale_paths:
+                dim.attach_scale(self.fdst[scale_path])
+            if label:
+                dim.label = label
+        for obj in objects:
+            dst = self.fdst[obj.name]
+            for key in obj.attrs:
+                if key in _SCALE_ATTRS and (key != "CLASS" or key in dst.attrs):
+                    continue
+                aid = obj.attrs.get_id(key)
+                value = obj.attrs[key]
+                if isinstance(obj, h5py.Dataset) and key in _DIMID_ATTRS:
+                    value = value + offset
+                dst.attrs.create(key, value, shape=aid.shape, dtype=aid.dtype)
+        if src_ids:
+            self.next_dimid = offset + max(src_ids) + 1
+
+
+def copy_variable(copier: _Copier, fsrc: h5py.File, name: str) -> None:
+    """Copy every place where ``fsrc`` stores ``name``."""
+    for path in (name, *(f"{g}/{name}" for g in SPECIAL_GROUPS)):
+        if path in fsrc:
+            copier.copy(fsrc, path)
+
+
+def merge_into_new_file(old_path, fragment_path, out_path) -> set[str]:
+    """Write ``out_path`` = the run file ``old_path`` (or nothing, if ``None``) with the
+    fragment merged in by the re-run rule. Returns the names the fragment replaced.
+
+    Everything of the old file that the fragment does not replace is copied, including
+    root attributes and groups we do not know; a new file takes the fragment's root
+    attributes (without ``cleared``).
+    """
+    with h5py.File(fragment_path, "r") as ffrag, h5py.File(out_path, "w") as fout:
+        replaced = variable_names(ffrag) | cleared_names(ffrag)
+        copier = _Copier(fout)
+        if old_path is not None:
+            with h5py.File(old_path, "r") as fold:
+                _copy_attrs(fold, fout)
+                for key, obj in fold.items():
+                    if key in SPECIAL_GROUPS and isinstance(obj, h5py.Group):
+                        fout.require_group(key)
+                        _copy_attrs(obj, fout[key])
+                        for name in obj:
+                            if name not in replaced:
+                                copier.copy(fold, f"{key}/{name}")
+                    elif key not in replaced:
+                        copier.copy(fold, key)
+        else:
+            _copy_attrs(ffrag, fout, skip={CLEARED_ATTR})
+        for special in SPECIAL_GROUPS:
+            fout.require_group(special)
+        for name in sorted(replaced):
+            copy_variable(copier, ffrag, name)
+    return replaced
+
+
+def _copy_attrs(src, dst, skip=()):
+    for key in src.attrs:
+        if key not in skip:
+            aid = src.attrs.get_id(key)
+            dst.attrs.create(key, src.attrs[key], shape=aid.shape, dtype=aid.dtype)

@@ -1,0 +1,124 @@
+"""Store one evaluation's fragment into a DAMNIT folder, safely.
+
+:func:`store_fragment` is the only way results reach ``extracted_data/p{P}_r{R}.h5`` and
+``runs.sqlite``:
+
+1. take the run's file lock ``extracted_data/p{P}_r{R}.h5.lock`` (``flock``: released by
+   the kernel when the holder dies, so a killed writer never leaves a stale lock), so
+   writers of the same run (raw pass, proc pass, cluster job) take turns and never lose
+   each other's variables;
+2. write the merged run file under a temporary name in the same folder, ``fsync`` it and
+   ``os.replace`` it over the old one: at any instant the run file is the old or the new
+   version, never a half-written one, even after ``kill -9`` or a power cut; temporary
+   files of killed writers are removed by the next writer;
+3. still under the lock, update ``runs.sqlite`` in one transaction;
+4. delete the fragment. If anything fails, the fragment is kept and storing it again is
+   safe (a store is idempotent), so a crash between steps 2 and 3 is repaired by a retry.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from tempfile import mkstemp
+
+from filelock import FileLock, Timeout
+
+from .database import DamnitDB, decode_value, encode_row
+from .hdf5 import merge_into_new_file, read_fragment
+from .layout import FILE_MODE, DamnitPaths, make_shared_dir
+
+#: How long a writer waits for another writer of the same run before giving up.
+LOCK_TIMEOUT = 600.0
+_TMP_SUFFIX = ".tmp"
+
+
+class StorageError(RuntimeError):
+    """Results could not be stored; the message names the files involved."""
+
+
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def run_lock(damnit_dir, proposal: int, run: int, timeout: float = LOCK_TIMEOUT) -> FileLock:
+    """The lock serialising all writes of one run (use as a context manager)."""
+    paths = DamnitPaths(damnit_dir)
+    make_shared_dir(paths.extracted_dir)
+    return FileLock(paths.run_lock(proposal, run), timeout=timeout, mode=FILE_MODE,
+                    fallback_to_soft=False)
+
+
+def _remove_stale_temporaries(paths: DamnitPaths, proposal: int, run: int) -> None:
+    """Temporary run files left by killed writers (only called with the lock held)."""
+    run_file = paths.run_file(proposal, run)
+    for tmp in paths.extracted_dir.glob(f"{run_file.name}.*{_TMP_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
+
+
+def write_run_file(paths: DamnitPaths, proposal: int, run: int, fragment_path) -> set[str]:
+    """Merge a fragment into the run's HDF5 file atomically (caller holds the run lock).
+    Returns the names replaced."""
+    run_file = paths.run_file(proposal, run)
+    fd, tmp = mkstemp(dir=paths.extracted_dir, prefix=f"{run_file.name}.", suffix=_TMP_SUFFIX)
+    os.close(fd)
+    try:
+        replaced = merge_into_new_file(run_file if run_file.exists() else None,
+                                       fragment_path, tmp)
+        _fsync(tmp)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, run_file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync(paths.extracted_dir)  # make the rename itself durable
+    return replaced
+
+
+def store_fragment(damnit_dir, proposal: int, run: int, fragment_path, *,
+                   lock_timeout: float = LOCK_TIMEOUT, delete_fragment: bool = True) -> dict:
+    """Merge ``fragment_path`` into run ``run``'s HDF5 file and ``runs.sqlite``.
+
+    Returns the stored summaries by name, decoded as ``damnit.api`` would return them
+    (``None`` for errors and cleared variables; ``start_time`` included). The fragment
+    is deleted after a successful store (unless ``delete_fragment=False``).
+    """
+    paths = DamnitPaths(damnit_dir)
+    fragment_path = Path(fragment_path)
+    if not paths.db_file.is_file():
+        raise StorageError(f"No DAMNIT database at {paths.db_file}; create the folder "
+                           "first (init_damnit_dir)")
+    try:
+        fragment = read_fragment(fragment_path)
+    except (OSError, KeyError) as e:
+        raise StorageError(f"Cannot read the fragment {fragment_path}: {e}") from e
+
+    lock = run_lock(paths.root, proposal, run, lock_timeout)
+    try:
+        with lock:
+            _remove_stale_temporaries(paths, proposal, run)
+            try:
+                write_run_file(paths, proposal, run, fragment_path)
+            except OSError as e:
+                raise StorageError(f"Cannot write {paths.run_file(proposal, run)} from "
+                                   f"{fragment_path}: {e}") from e
+            with DamnitDB(paths.db_file) as db:
+                db.set_run_values(proposal, run, fragment.rows, fragment.provenance or "context.py")
+    except Timeout:
+        raise StorageError(f"Timed out after {lock_timeout} s waiting for "
+                           f"{paths.run_lock(proposal, run)} (another writer of p{proposal} "
+                           f"r{run} holds it)") from None
+
+    if delete_fragment:
+        fragment_path.unlink(missing_ok=True)
+    return {name: _summary(row) for name, row in fragment.rows.items()}
+
+
+def _summary(row):
+    if row.value is None:
+        return None
+    encoded = encode_row(row)
+    return decode_value(encoded["value"], encoded["summary_type"])
