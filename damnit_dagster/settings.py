@@ -1,0 +1,93 @@
+"""The backend settings a user changes with ``damnit-dagster db-config KEY VALUE``.
+
+They live in the ``metameta`` table of ``runs.sqlite``, as in DAMNIT, so DAMNIT's own
+``damnit db-config`` and ours read the same values. Each known key has a parser that
+checks the value and says what is wrong with it.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+
+class SettingError(ValueError):
+    """A bad key or value for ``db-config``; the message says what is accepted."""
+
+
+def parse_memory(text: str) -> int:
+    """Bytes in a Slurm-style size: ``25G``, ``512M``, ``2T``, or plain megabytes (``4096``)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*", str(text), re.IGNORECASE)
+    if not match:
+        raise SettingError(f"{text!r} is not a memory size (examples: 25G, 512M)")
+    number, unit = float(match[1]), (match[2] or "M").upper()
+    value = int(number * 1024 ** "KMGT".index(unit) * 1024)
+    if value <= 0:
+        raise SettingError(f"{text!r} must be more than zero")
+    return value
+
+
+def _positive_int(text: str) -> str:
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise SettingError(f"{text!r} must be at least 1")
+    return str(value)
+
+
+def _memory(text: str) -> str:
+    parse_memory(text)
+    return str(text).strip().upper()
+
+
+def _slurm_time(text: str) -> str:
+    if not re.fullmatch(r"(\d+-)?\d{1,2}(:\d{2}){0,2}", text.strip()):
+        raise SettingError(f"{text!r} is not a Slurm time limit (examples: 02:00:00, 1-00:00:00)")
+    return text.strip()
+
+
+def _name(text: str) -> str:
+    if not re.fullmatch(r"[\w.\-]+", text.strip()):
+        raise SettingError(f"{text!r} is not a valid Slurm name")
+    return text.strip()
+
+
+def _python(text: str) -> str:
+    path = shutil.which(text) or text
+    if not (Path(path).is_file() and os.access(path, os.X_OK)):
+        raise SettingError(f"{text!r} is not an executable Python interpreter")
+    return str(Path(path).absolute())
+
+
+#: Known keys, their parsers and what they mean.
+SETTINGS = {
+    "noncluster_cpus": (_positive_int, "CPU cores a non-cluster variable may use (default 4)"),
+    "noncluster_mem": (_memory, "memory a non-cluster variable may use (default 25G)"),
+    "slurm_partition": (_name, "Slurm partition for cluster=True variables"),
+    "slurm_reservation": (_name, "Slurm reservation for cluster=True variables (wins over the partition)"),
+    "slurm_time": (_slurm_time, "time limit of Slurm jobs (default 02:00:00)"),
+    "slurm_clusters": (_name, "value of sbatch --clusters (unset: not passed)"),
+    "context_python": (_python, "Python interpreter that evaluates the context file"),
+    "concurrent_jobs": (_positive_int, "runs processed at the same time (default 15)"),
+    "proposal": (_positive_int, "proposal number of this folder"),
+}
+
+
+def normalise_key(key: str) -> str:
+    """DAMNIT accepts ``noncluster-mem`` for ``noncluster_mem``."""
+    return key.replace("-", "_")
+
+
+def parse_setting(key: str, value: str) -> str:
+    """Check ``value`` for ``key``; return what to store, or raise :class:`SettingError`."""
+    key = normalise_key(key)
+    if key not in SETTINGS:
+        raise SettingError(f"unknown setting {key!r}; known settings: {', '.join(sorted(SETTINGS))}")
+    parser, _ = SETTINGS[key]
+    try:
+        return parser(value)
+    except SettingError as e:
+        raise SettingError(f"{key}: {e}") from None
