@@ -23,7 +23,7 @@ from tempfile import mkstemp
 
 from filelock import FileLock, Timeout
 
-from .database import DamnitDB, decode_value, encode_row
+from .database import DamnitDB, check_name, decode_value, encode_row
 from .hdf5 import merge_into_new_file, read_fragment
 from .layout import FILE_MODE, DamnitPaths, make_shared_dir
 
@@ -95,6 +95,11 @@ def store_fragment(damnit_dir, proposal: int, run: int, fragment_path, *,
         fragment = read_fragment(fragment_path)
     except (OSError, KeyError) as e:
         raise StorageError(f"Cannot read the fragment {fragment_path}: {e}") from e
+    for name in fragment.names:  # before anything is written
+        try:
+            check_name(name)
+        except ValueError as e:
+            raise StorageError(f"{fragment_path}: {e}") from None
 
     lock = run_lock(paths.root, proposal, run, lock_timeout)
     try:
