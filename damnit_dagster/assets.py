@@ -1,0 +1,207 @@
+"""A context file as Dagster software-defined assets.
+
+Each saved variable is one asset ``p{proposal}/<name>`` (a group's dotted name becomes a
+key path: ``p1234/xgm_sa2/pulse_energy``), partitioned by run number, with:
+
+* deps mirroring the ``var#``/``self#`` annotations (through transient variables, which
+  are not assets since nothing of them is stored);
+* tags ``data`` (raw/proc), ``cluster`` (true/false) and the user's tags;
+* the docstring as description, title/units/summary/source line as metadata;
+* a code version from the variable's source and its upstream's (stale marks);
+* an ``evaluation`` check that records failed (ERROR) and skipped (WARN) variables.
+
+Variables are computed by one ``multi_asset`` per *execution bucket*: ``local`` (all
+non-cluster variables) and ``cluster`` (``cluster=True`` ones, in the ``cluster`` pool).
+Raw and proc share a bucket on purpose: Dagster skips a whole downstream step when one
+of its upstream outputs is missing, so a proc variable depending on a raw one that was
+skipped would silently skip every other proc variable of an ``all`` run. Within one
+step, our own code applies DAMNIT's rules per variable. A step evaluates the selected
+variables of each run in its partition range with one open of the run, stores them with
+one locked write and yields events (:mod:`.outcomes`).
+
+A visible asset ``p{proposal}/context.py`` carries the state of the context file: which
+version is served and, if the current file is broken, its errors.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+import dagster as dg
+
+from .context_source import ContextSnapshot, evaluation_path
+from .outcomes import CHECK_NAME, events_for_run
+from .partitions import runs_partitions
+from .resources import DamnitFolder
+from .step import ERROR, OK, SKIPPED, NONE, RunOutcome, evaluate_and_store
+
+LOCAL, CLUSTER = "local", "cluster"
+_TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+_RESERVED_TAGS = {"data", "cluster"}
+
+
+def variable_key(proposal: int, name: str) -> dg.AssetKey:
+    """``p1234/xgm_sa2/pulse_energy`` for variable ``xgm_sa2.pulse_energy``."""
+    return dg.AssetKey([f"p{int(proposal)}", *name.split(".")])
+
+
+def context_file_key(proposal: int) -> dg.AssetKey:
+    """The key of the asset describing the context file itself."""
+    return dg.AssetKey([f"p{int(proposal)}", "context.py"])
+
+
+def group_name(proposal: int) -> str:
+    return f"p{int(proposal)}"
+
+
+def bucket_of(var: dict) -> str:
+    """The execution bucket of a described variable."""
+    return CLUSTER if var.get("cluster") else LOCAL
+
+
+def saved_variables(variables: list[dict]) -> list[dict]:
+    """The variables that are assets: every non-transient one, in evaluation order."""
+    return [v for v in variables if not v.get("transient")]
+
+
+def lineage(variables: list[dict]) -> dict[str, list[str]]:
+    """Asset parents of each saved variable: its dependencies, looking through
+    transient variables to the saved variables they depend on."""
+    by_name = {v["name"]: v for v in variables}
+
+    def parents(name, seen):
+        out = []
+        for dep in by_name[name]["deps"]:
+            if dep in seen or dep not in by_name:
+                continue
+            seen.add(dep)
+            out.extend(parents(dep, seen) if by_name[dep].get("transient") else [dep])
+        return out
+
+    return {v["name"]: sorted(set(parents(v["name"], set())))
+            for v in saved_variables(variables)}
+
+
+def variable_tags(var: dict) -> dict[str, str]:
+    """Dagster tags: ``data``, ``cluster`` and the user's tags (as keys with an empty
+    value; characters Dagster does not accept become ``_``)."""
+    tags = {"data": var["data"], "cluster": "true" if var.get("cluster") else "false"}
+    for tag in var.get("tags") or ():
+        key = _TAG_BAD_CHARS.sub("_", str(tag))[:63]
+        if key and key not in _RESERVED_TAGS:
+            tags[key] = ""
+    return tags
+
+
+def variable_spec(proposal: int, var: dict, parents: list[str], context_name: str) -> dg.AssetSpec:
+    """The asset spec of one saved variable."""
+    metadata = {"title": var.get("title") or var["name"],
+                "source": f"{context_name}:{var.get('line')}"}
+    for field in ("units", "summary"):
+        if var.get(field):
+            metadata[field] = str(var[field])
+    return dg.AssetSpec(
+        key=variable_key(proposal, var["name"]),
+        deps=[variable_key(proposal, p) for p in parents],
+        description=var.get("description") or var.get("title"),
+        metadata=metadata, tags=variable_tags(var), code_version=var["code_version"],
+        group_name=group_name(proposal), skippable=True, kinds={"python"},
+        partitions_def=runs_partitions(proposal))
+
+
+def trigger_for(variables: list[dict]) -> str:
+    """The data a step needs for these variables: raw, proc, or all (both)."""
+    kinds = {v["data"] for v in variables}
+    return kinds.pop() if len(kinds) == 1 else "all"
+
+
+def summarise(outcome: RunOutcome, names: list[str]) -> str:
+    """``r7: 20 ok, 1 skipped, 2 failed`` for the log."""
+    if outcome.error:
+        return f"r{outcome.run}: not processed: {outcome.error}"
+    counts = {OK: 0, SKIPPED: 0, NONE: 0, ERROR: 0}
+    for name in names:
+        status = outcome.variables.get(name, {}).get("status", SKIPPED)
+        counts[status] = counts.get(status, 0) + 1
+    return (f"r{outcome.run}: {counts[OK]} ok, {counts[SKIPPED]} skipped, "
+            f"{counts[NONE]} none, {counts[ERROR]} failed ({outcome.duration:.2f} s)")
+
+
+def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
+                       evaluate: Callable = evaluate_and_store) -> dg.AssetsDefinition:
+    """The multi_asset computing the saved variables of one bucket."""
+    variables = {v["name"]: v for v in saved_variables(snapshot.variables)}
+    names_in_bucket = [n for n, v in variables.items() if bucket_of(v) == bucket]
+    parents = lineage(snapshot.variables)
+    specs = [variable_spec(proposal, variables[n], parents[n], "context.py")
+             for n in names_in_bucket]
+
+    def key_of(name):
+        return variable_key(proposal, name)
+
+    @dg.multi_asset(
+        name=f"p{proposal}_{bucket}", specs=specs, can_subset=True,
+        check_specs=[dg.AssetCheckSpec(
+            CHECK_NAME, asset=s.key,
+            description="Fails (ERROR) when the variable raised, warns (WARN) when it was "
+                        "skipped or returned None for the run.") for s in specs],
+        partitions_def=runs_partitions(proposal),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool="cluster" if bucket == CLUSTER else None,
+        description=f"Computes the {bucket} variables of proposal {proposal}'s context file.")
+    def compute(context: dg.AssetExecutionContext, damnit: DamnitFolder):
+        selected = [n for n in names_in_bucket if key_of(n) in context.selected_asset_keys]
+        data = trigger_for([variables[n] for n in selected])
+        path = evaluation_path(snapshot)
+        python = damnit.context_python()
+        runs = [int(k) for k in context.partition_keys]
+        not_processed = []
+        t0 = time.perf_counter()
+        for i, run in enumerate(runs, 1):
+            outcome = evaluate(damnit.path, proposal, run, path, selected, data,
+                               context_python=python)
+            yield from events_for_run(outcome, selected, variables, parents, key_of)
+            if outcome.error:
+                not_processed.append(f"r{run}: {outcome.error}")
+            context.log.info(f"{summarise(outcome, selected)} [{i}/{len(runs)} runs, "
+                             f"{time.perf_counter() - t0:.1f} s]")
+        if not_processed:
+            raise dg.Failure(description=f"{len(not_processed)} of {len(runs)} runs could not "
+                                         "be processed:\n" + "\n".join(not_processed))
+
+    return compute
+
+
+def context_file_asset(snapshot: ContextSnapshot, proposal: int) -> dg.AssetSpec:
+    """A visible asset telling which context file version is served, and any error."""
+    if snapshot.error is None:
+        description = f"Context file of proposal {proposal}: {len(snapshot.variables)} variables."
+    elif snapshot.good_copy is not None:
+        description = ("The current context.py has errors; the last good version is still "
+                       f"served.\n\n```\n{snapshot.error}\n```")
+    else:
+        description = f"The context file has errors and no earlier version loaded.\n\n```\n{snapshot.error}\n```"
+    metadata = {"path": dg.MetadataValue.path(str(snapshot.damnit_dir / "context.py")),
+                "status": "error" if snapshot.error else "ok",
+                "variables": len(snapshot.variables)}
+    if snapshot.sha256:
+        metadata["served_sha256"] = snapshot.sha256
+    if snapshot.loaded_at:
+        metadata["served_since"] = time.strftime("%Y-%m-%d %H:%M:%S",
+                                                 time.localtime(snapshot.loaded_at))
+    if snapshot.error:
+        metadata["error"] = dg.MetadataValue.md(f"```\n{snapshot.error}\n```")
+    return dg.AssetSpec(key=context_file_key(proposal), description=description,
+                        metadata=metadata, group_name=group_name(proposal), kinds={"python"},
+                        tags={"status": "error" if snapshot.error else "ok"})
+
+
+def build_assets(snapshot: ContextSnapshot, proposal: int,
+                 evaluate: Callable = evaluate_and_store) -> list:
+    """Every asset of a served context file: one multi_asset per non-empty bucket, plus
+    the context-file asset."""
+    saved = saved_variables(snapshot.variables)
+    assets = [build_bucket_asset(snapshot, proposal, bucket, evaluate)
+              for bucket in (LOCAL, CLUSTER) if any(bucket_of(v) == bucket for v in saved)]
+    return [*assets, context_file_asset(snapshot, proposal)]

@@ -1,0 +1,73 @@
+"""The code location of one DAMNIT folder: assembles assets, jobs, sensor and resources.
+
+The folder comes from ``$DAMNIT_DIR`` (set in ``workspace.yaml`` or by our ``serve``
+command), the proposal from its ``runs.sqlite``. Nothing is read at import time: Dagster
+calls :func:`defs` when it loads the location.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from .assets import CLUSTER, bucket_of, build_assets, saved_variables
+from .context_source import load_context
+from .instance import inbox_path
+from .jobs import build_jobs, job_name
+from .partitions import runs_partitions
+from .resources import DamnitFolder
+from .sensors import build_event_sensor
+from .step import evaluate_and_store, same_interpreter
+from .storage.database import DamnitDB
+from .storage.layout import DamnitPaths
+
+
+def proposal_dir(proposal: int) -> Path | None:
+    """The proposal's data folder (where ``raw/r0007`` appears), if it can be found."""
+    try:
+        from extra_data.read_machinery import find_proposal
+
+        return Path(find_proposal(f"p{int(proposal):06d}"))
+    except Exception:  # no data root configured here: the sensor skips its folder check
+        return None
+
+
+def build_definitions(damnit_dir, *, state_dir=None, evaluate=evaluate_and_store,
+                      with_sensor: bool = True) -> dg.Definitions:
+    """The Definitions for ``damnit_dir``; a broken ``context.py`` serves the last good one."""
+    paths = DamnitPaths(damnit_dir)
+    with DamnitDB(paths.db_file) as db:
+        proposal = db.proposal
+        python = db.setting("context_python")
+    if proposal is None:
+        raise RuntimeError(f"{paths.db_file} has no proposal number in its metameta table")
+
+    def sync_variables(variables):
+        with DamnitDB(paths.db_file) as db:
+            db.sync_variables(variables)
+
+    snapshot = load_context(paths.root, state_dir=state_dir, on_new_version=sync_variables,
+                            context_python=None if same_interpreter(python) else python)
+    has_cluster = any(bucket_of(v) == CLUSTER for v in saved_variables(snapshot.variables))
+    jobs = build_jobs(proposal, has_cluster)
+    sensors = []
+    if with_sensor:
+        sensors.append(build_event_sensor(
+            proposal=proposal, inbox_path=inbox_path(), partitions_def=runs_partitions(proposal),
+            jobs=[j for j in jobs if j.name in (job_name("raw"), job_name("proc"))],
+            proposal_dir=proposal_dir(proposal)))
+    return dg.Definitions(
+        assets=build_assets(snapshot, proposal, evaluate), jobs=jobs, sensors=sensors,
+        resources={"damnit": DamnitFolder(path=str(paths.root))},
+        executor=dg.in_process_executor)
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Entry point for ``dagster dev -w workspace.yaml`` and the daemon."""
+    damnit_dir = os.environ.get("DAMNIT_DIR")
+    if not damnit_dir:
+        raise RuntimeError("Set DAMNIT_DIR to the DAMNIT folder to serve (the folder with "
+                           "context.py and runs.sqlite)")
+    return build_definitions(damnit_dir)

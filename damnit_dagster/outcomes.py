@@ -1,0 +1,141 @@
+"""Turn what happened to a run's variables into the Dagster events the UI shows.
+
+* A variable that produced a value: an ``AssetMaterialization`` of its partition with the
+  summary, units, title, the HDF5 path and, for images and figures, a small PNG preview.
+  It carries Dagster's provenance tags (code version, data versions of its inputs), so
+  the UI marks it stale when its code or an upstream variable's code changes.
+* A variable that failed: a failed ``evaluation`` check (severity ERROR) on that
+  partition, with the error text and class.
+* A variable that was skipped (``Skip``, a missing dependency, no proc data) or returned
+  ``None``: a failed ``evaluation`` check with severity WARN, so it looks different from a
+  failure. Neither has a materialization: the partition stays missing.
+
+Events are yielded, never outputs, so that one step can cover many runs (single-run
+backfills) and each run's partition gets exactly its own status.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+
+import dagster as dg
+import numpy as np
+from dagster._core.definitions.data_version import (  # Dagster's provenance tag names
+    CODE_VERSION_TAG,
+    DATA_VERSION_TAG,
+    NULL_EVENT_POINTER,
+    get_input_data_version_tag,
+    get_input_event_pointer_tag,
+)
+
+from .step import ERROR, NONE, OK, SKIPPED, RunOutcome
+from .storage.database import PNG_MAGIC
+
+#: The asset check each variable has: did it compute for the run?
+CHECK_NAME = "evaluation"
+#: PNG previews above this many bytes are shrunk (they are stored in every event).
+PREVIEW_MAX_BYTES = 48_000
+PREVIEW_MAX_SIDE = 160
+
+
+def provenance_tags(code_versions: dict[str, str], name: str, parents: list[str],
+                    key_of) -> dict[str, str]:
+    """Dagster's data-version tags for a materialization of ``name``.
+
+    A variable's data version is its code version, which already folds in the code of
+    everything upstream: re-running unchanged code keeps dependents fresh, while editing
+    a function makes it and everything downstream stale (and nothing else).
+    """
+    tags = {CODE_VERSION_TAG: code_versions[name], DATA_VERSION_TAG: code_versions[name]}
+    for parent in parents:
+        tags[get_input_data_version_tag(key_of(parent))] = code_versions[parent]
+        tags[get_input_event_pointer_tag(key_of(parent))] = NULL_EVENT_POINTER
+    return tags
+
+
+def png_markdown(png: bytes, title: str) -> str:
+    """Markdown showing a PNG inline (as a data URI), shrunk if large."""
+    if len(png) > PREVIEW_MAX_BYTES:
+        from PIL import Image
+
+        img = Image.open(io.BytesIO(png))
+        img.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", optimize=True)
+        png = buf.getvalue()
+    return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def summary_metadata(summary, title: str) -> dict:
+    """Metadata entries for a stored summary value (as ``damnit.api`` decodes it)."""
+    if summary is None:
+        return {}
+    if isinstance(summary, (bytes, bytearray)):
+        if bytes(summary[:8]) == PNG_MAGIC:
+            return {"preview": dg.MetadataValue.md(png_markdown(bytes(summary), title))}
+        return {"summary": dg.MetadataValue.text(f"<{len(summary)} bytes>")}
+    if isinstance(summary, (bool, np.bool_)):
+        return {"summary": dg.MetadataValue.bool(bool(summary))}
+    if isinstance(summary, (int, np.integer)):
+        return {"summary": dg.MetadataValue.int(int(summary))}
+    if isinstance(summary, (float, np.floating)):
+        return {"summary": dg.MetadataValue.float(float(summary))}
+    if isinstance(summary, (complex, np.complexfloating)):
+        return {"summary": dg.MetadataValue.text(str(complex(summary)))}
+    if isinstance(summary, np.ndarray):   # a trendline or another array summary
+        return {"summary": dg.MetadataValue.text(f"array {summary.dtype} {summary.shape}")}
+    return {"summary": dg.MetadataValue.text(str(summary))}
+
+
+def check_evaluation(key: dg.AssetKey, partition: str, status: str, error: str | None,
+                     error_cls: str | None) -> dg.AssetCheckEvaluation:
+    """The failed ``evaluation`` check of a variable that did not produce a value."""
+    failed = status == ERROR
+    label = {ERROR: "failed", SKIPPED: "skipped", NONE: "returned None"}.get(status, status)
+    description = f"{label}: {error_cls}: {error}" if error_cls else f"{label}: {error or ''}"
+    metadata = {"status": dg.MetadataValue.text(label)}
+    if error is not None:
+        metadata["error"] = dg.MetadataValue.text(error)
+    if error_cls is not None:
+        metadata["error_cls"] = dg.MetadataValue.text(error_cls)
+    return dg.AssetCheckEvaluation(
+        asset_key=key, check_name=CHECK_NAME, passed=False, partition=partition,
+        severity=dg.AssetCheckSeverity.ERROR if failed else dg.AssetCheckSeverity.WARN,
+        description=description.strip(), metadata=metadata)
+
+
+def events_for_run(outcome: RunOutcome, names: list[str], variables: dict[str, dict],
+                   parents: dict[str, list[str]], key_of) -> Iterator:
+    """The events for the selected ``names`` (in evaluation order) of one run."""
+    partition = str(outcome.run)
+    code_versions = {n: v["code_version"] for n, v in variables.items()}
+    for name in names:
+        key = key_of(name)
+        if outcome.error is not None:
+            yield check_evaluation(key, partition, ERROR, outcome.error, "RunError")
+            continue
+        report = outcome.variables.get(name)
+        if report is None:
+            reason = ("the run has no proc data" if name in outcome.proc_missing
+                      else f"not evaluated (data opened: {outcome.data_opened or 'none'})")
+            yield check_evaluation(key, partition, SKIPPED, reason, None)
+            continue
+        status = report.get("status")
+        if status != OK:
+            yield check_evaluation(key, partition, status, report.get("error"),
+                                   report.get("error_cls"))
+            continue
+        var = variables[name]
+        metadata = {"run": dg.MetadataValue.int(outcome.run),
+                    "title": dg.MetadataValue.text(var.get("title") or name)}
+        metadata.update(summary_metadata(outcome.summaries.get(name), var.get("title") or name))
+        if var.get("units"):
+            metadata["units"] = dg.MetadataValue.text(str(var["units"]))
+        if report.get("duration") is not None:
+            metadata["duration_s"] = dg.MetadataValue.float(round(float(report["duration"]), 4))
+        if outcome.hdf5_path is not None:
+            metadata["hdf5"] = dg.MetadataValue.path(str(outcome.hdf5_path))
+        yield dg.AssetMaterialization(
+            asset_key=key, partition=partition, metadata=metadata,
+            tags=provenance_tags(code_versions, name, parents.get(name, []), key_of))

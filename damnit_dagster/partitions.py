@@ -1,0 +1,40 @@
+"""Run numbers as Dagster partitions: one dynamic partitions definition per proposal."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dagster as dg
+
+#: SQLite allows ~32k variables per statement; Dagster checks existing keys with one
+#: ``IN (...)`` query, so large additions go in chunks (dagster-io/dagster#16260).
+ADD_CHUNK = 1000
+
+
+def partitions_name(proposal: int) -> str:
+    """The instance-wide name of the proposal's run partitions: ``p1234_runs``."""
+    return f"p{int(proposal)}_runs"
+
+
+def runs_partitions(proposal: int) -> dg.DynamicPartitionsDefinition:
+    """The dynamic partitions definition whose keys are the proposal's run numbers."""
+    return dg.DynamicPartitionsDefinition(name=partitions_name(proposal))
+
+
+def run_key(run: int) -> str:
+    """The partition key of a run: the plain run number (no padding, no commas)."""
+    return str(int(run))
+
+
+def add_runs(instance: dg.DagsterInstance, proposal: int, runs: Iterable[int]) -> list[str]:
+    """Add the runs that are not partitions yet; returns the keys added (in run order)."""
+    name = partitions_name(proposal)
+    existing = set(instance.get_dynamic_partitions(name))
+    new = sorted({run_key(r) for r in runs} - existing, key=int)
+    for i in range(0, len(new), ADD_CHUNK):
+        instance.add_dynamic_partitions(name, new[i:i + ADD_CHUNK])
+    return new
+
+
+def known_runs(instance: dg.DagsterInstance, proposal: int) -> list[int]:
+    """The proposal's run partitions, sorted."""
+    return sorted(int(k) for k in instance.get_dynamic_partitions(partitions_name(proposal)))

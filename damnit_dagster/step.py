@@ -1,0 +1,156 @@
+"""What one step does for one run: evaluate the chosen variables, store them, log it.
+
+No Dagster here. The variables are evaluated by :mod:`context_loader` — in this process,
+or, when the folder's ``context_python`` is another interpreter, by ``python -m
+context_loader exec`` in it — into one HDF5 fragment, which
+:func:`damnit_dagster.storage.writer.store_fragment` merges into the run's HDF5 file and
+``runs.sqlite`` in one locked write. Everything the user's code prints, and a header per
+evaluation, is appended to ``process_logs/r{R}-p{P}.out``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .context_source import file_sha, subprocess_env
+from .storage.layout import DamnitPaths
+from .storage.writer import store_fragment
+
+#: Per-variable statuses reported by the runner.
+OK, NONE, SKIPPED, ERROR = "ok", "none", "skipped", "error"
+
+
+@dataclass
+class RunOutcome:
+    """The result of evaluating some variables for one run.
+
+    ``variables`` maps name -> ``{"status", "error", "error_cls", "duration"}`` (the
+    runner's report); ``summaries`` the stored summaries; ``error`` is set when the run
+    could not be processed at all (then nothing was stored).
+    """
+
+    run: int
+    variables: dict[str, dict] = field(default_factory=dict)
+    summaries: dict = field(default_factory=dict)
+    data_opened: str | None = None
+    proc_missing: list[str] = field(default_factory=list)
+    hdf5_path: Path | None = None
+    error: str | None = None
+    duration: float = 0.0
+
+
+def same_interpreter(python: str | None) -> bool:
+    """True when ``python`` is empty or this very interpreter (evaluate in process)."""
+    if not python:
+        return True
+    try:
+        return os.path.samefile(python, sys.executable)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _captured_into(log_file):
+    """Send prints and log records of the user's code to ``log_file`` meanwhile."""
+    handler = logging.StreamHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(old_level, logging.INFO) if old_level else logging.INFO)
+    try:
+        with contextlib.redirect_stdout(log_file), contextlib.redirect_stderr(log_file):
+            yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        log_file.flush()
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(path: str, sha: str | None):
+    """A context file loaded in this process, reused while its content is unchanged
+    (a step covering many runs loads the user's code once)."""
+    from context_loader.contextfile import ContextFile
+
+    return ContextFile.from_path(path)
+
+
+def _exec_in_process(context_path, proposal, run, data, variables, fragment, log_file):
+    from context_loader import runner
+
+    with _captured_into(log_file):
+        ctx = _loaded(str(context_path), file_sha(context_path))
+        return runner.execute(ctx, proposal, run, data, variables=tuple(variables),
+                              fragment_path=str(fragment))
+
+
+def _exec_subprocess(python, damnit_dir, context_path, proposal, run, data, variables,
+                     fragment, log_file):
+    report_path = Path(str(fragment) + ".report.json")
+    cmd = [python, "-m", "context_loader", "exec", str(context_path), "--proposal", str(proposal),
+           "--run", str(run), "--data", data, "--fragment", str(fragment),
+           "--report", str(report_path)]
+    for name in variables:
+        cmd += ["--var", name]
+    log_file.flush()
+    proc = subprocess.run(cmd, cwd=damnit_dir, env=subprocess_env(), stdin=subprocess.DEVNULL,
+                          stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        report = json.loads(report_path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        report = None
+    finally:
+        report_path.unlink(missing_ok=True)
+    if proc.returncode != 0 or report is None:
+        raise RuntimeError(f"{python} -m context_loader exec failed for run {run} "
+                           f"(exit {proc.returncode}); see {log_file.name}")
+    return report
+
+
+def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variables, data: str,
+                       *, context_python: str | None = None) -> RunOutcome:
+    """Evaluate ``variables`` (names; their dependencies are added back) of ``run`` with
+    trigger ``data`` (raw/proc/all), store the results, and report what happened.
+
+    Never raises for a problem of the run or the user's code: that is ``outcome.error``.
+    """
+    paths = DamnitPaths(damnit_dir)
+    paths.make_dirs()
+    outcome = RunOutcome(run=int(run), hdf5_path=paths.run_file(proposal, run))
+    t0 = time.perf_counter()
+    fd, fragment = tempfile.mkstemp(dir=paths.extracted_dir,
+                                    prefix=f"p{proposal}_r{run}.", suffix=".fragment.h5")
+    os.close(fd)
+    with paths.open_log(proposal, run) as log_file:
+        log_file.write(f"----- {time.strftime('%Y-%m-%d %H:%M:%S')} processing r{run} p{proposal}"
+                       f" data={data} variables={','.join(variables)} -----\n")
+        log_file.flush()
+        try:
+            if same_interpreter(context_python):
+                report = _exec_in_process(context_path, proposal, run, data, variables, fragment,
+                                          log_file)
+            else:
+                report = _exec_subprocess(context_python, paths.root, context_path, proposal, run,
+                                          data, variables, fragment, log_file)
+            outcome.variables = report["variables"]
+            outcome.data_opened = report.get("data_opened")
+            outcome.proc_missing = list(report.get("proc_missing") or ())
+            outcome.summaries = store_fragment(paths.root, proposal, run, fragment)
+        except Exception as e:  # the run cannot be opened, the file cannot be written...
+            outcome.error = f"{type(e).__name__}: {e}"
+            log_file.write(f"Processing r{run} failed: {outcome.error}\n")
+        finally:
+            Path(fragment).unlink(missing_ok=True)
+        outcome.duration = time.perf_counter() - t0
+        log_file.write(f"----- r{run} done in {outcome.duration:.2f} s -----\n")
+    return outcome
