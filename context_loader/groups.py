@@ -173,11 +173,12 @@ def _init_instance(group):
             raise GroupError(f"{label}: name={name!r} must be a Python identifier or a "
                              "dotted name like 'mid.xgm'")
     state = object.__getattribute__(group, "__dict__")
-    for klass in reversed(type(group).__mro__):
+    for klass in reversed(type(group).__mro__[:-1]):     # without object
         for attr in vars(klass):
-            template = getattr(type(group), attr, None)
-            if attr not in state and is_group_instance(template):
-                state[attr] = _fresh_copy(template)
+            if attr not in state:
+                template = getattr(type(group), attr, None)
+                if is_group_instance(template):
+                    state[attr] = _fresh_copy(template)
 
 
 def _fresh_copy(group, memo=None):
@@ -213,6 +214,13 @@ def _has_explicit_name(group) -> bool:
     return type(group).__damnit_group__["explicit_name"]
 
 
+def _check_properties(group, label) -> tuple[str, ...]:
+    """Check an instance's title and sep; return its tags as a tuple."""
+    _check_title(group.title, label)
+    _check_sep(group.sep, label)
+    return _normalize_tags(group.tags, label)
+
+
 def _check_title(title, label):
     if title is not None and not isinstance(title, str):
         raise GroupError(f"{label}: title={title!r} must be a string")
@@ -226,12 +234,15 @@ def _check_sep(sep, label):
 def _normalize_tags(tags, label) -> tuple[str, ...]:
     if tags is None:
         return ()
+    given = tags
     if isinstance(tags, str):
         tags = (tags,)
-    if not isinstance(tags, Iterable) or not all(isinstance(t, str) and t for t in tags):
-        raise GroupError(f"{label}: tags={tags!r} must be a non-empty string or a list of "
-                         "non-empty strings")
-    return tuple(tags)
+    if isinstance(tags, Iterable) and not isinstance(tags, (bytes, dict)):
+        tags = tuple(tags)
+        if all(isinstance(t, str) and t for t in tags):
+            return tags
+    raise GroupError(f"{label}: tags={given!r} must be a non-empty string or a list of "
+                     "non-empty strings")
 
 
 # -- expansion ----------------------------------------------------------------------------
@@ -319,13 +330,6 @@ def _name_instances(namespace: dict) -> dict[int, _Node]:
     return nodes
 
 
-def _check_properties(group, label) -> tuple[str, ...]:
-    """Check an instance's title and sep; return its tags as a tuple."""
-    _check_title(group.title, label)
-    _check_sep(group.sep, label)
-    return _normalize_tags(group.tags, label)
-
-
 def _group_variables(cls) -> dict[str, Variable]:
     """The ``@Variable`` methods of a group class by attribute, parents' first."""
     found: dict[str, Variable] = {}
@@ -381,48 +385,60 @@ def _resolve_self(annotation: str, node: _Node, nodes: dict[int, _Node], where: 
     parts = annotation.removeprefix("self#").split(".")
     if not all(parts):
         raise GroupError(f"{where}: expected 'self#<attribute>[.<attribute>...]'")
+    *path, leaf = parts
     current = node
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        here = f"group {current.name!r} ({type(current.group).__name__})"
+    for i, part in enumerate(path):          # the groups leading to the leaf
         if any(c in part for c in _GLOB_CHARS):
-            if not last:
-                raise GroupError(f"{where}: a glob pattern is only allowed in the last part "
-                                 f"of the path, not in {part!r}")
-            return f"var#{current.name}.{part}", None
-        try:
-            value = getattr(current.group, part)
-        except AttributeError:
-            raise GroupError(f"{where}: {here} has no attribute {part!r}") from None
+            raise GroupError(f"{where}: a glob pattern is only allowed in the last part "
+                             f"of the path, not in {part!r}")
+        value = _attribute(current, part, where)
         if value is None:
             return _placeholder(current, ".".join(parts[i:]))
-        if is_group_instance(value):
-            child = nodes.get(id(value))
-            if child is None:
-                raise GroupError(f"{where}: {part!r} of {here} is a group instance that is "
-                                 "not stored on the instance nor named in the context file")
-            if last:
-                raise GroupError(f"{where}: {part!r} is a group ({type(value).__name__}); "
-                                 f"name one of its variables: 'self#...{part}.<variable>'")
-            current = child
-            continue
-        if not last:
-            raise GroupError(f"{where}: {part!r} of {here} is of type "
+        if not is_group_instance(value):
+            raise GroupError(f"{where}: {part!r} of {_describe(current)} is of type "
                              f"{type(value).__name__!r}, not a group, so it has no "
                              f"{parts[i + 1]!r}")
-        if isinstance(value, GroupVariable):
-            owner = nodes.get(id(value.group))
-            if owner is None:
-                raise GroupError(
-                    f"{where}: {part!r} links to variable {value.attr!r} of a "
-                    f"{type(value.group).__name__} instance that is not in the context "
-                    "file; assign that instance to a global variable")
-            return f"var#{owner.name}.{value.attr}", None
-        if isinstance(value, Variable):
-            return f"var#{value.name}", None
-        raise GroupError(f"{where}: {part!r} of {here} is of type {type(value).__name__!r}, "
-                         "but a Variable is required for a self# dependency")
-    raise AssertionError("unreachable")
+        current = _node_of(value, part, current, nodes, where)
+    if any(c in leaf for c in _GLOB_CHARS):
+        return f"var#{current.name}.{leaf}", None
+    value = _attribute(current, leaf, where)
+    if value is None:
+        return _placeholder(current, leaf)
+    if isinstance(value, GroupVariable):
+        owner = nodes.get(id(value.group))
+        if owner is None:
+            raise GroupError(
+                f"{where}: {leaf!r} links to variable {value.attr!r} of a "
+                f"{type(value.group).__name__} instance that is not in the context "
+                "file; assign that instance to a global variable")
+        return f"var#{owner.name}.{value.attr}", None
+    if isinstance(value, Variable):
+        return f"var#{value.name}", None
+    if is_group_instance(value):
+        raise GroupError(f"{where}: {leaf!r} is a group ({type(value).__name__}); "
+                         f"name one of its variables: 'self#...{leaf}.<variable>'")
+    raise GroupError(f"{where}: {leaf!r} of {_describe(current)} is of type "
+                     f"{type(value).__name__!r}, but a Variable is required for a self# "
+                     "dependency")
+
+
+def _describe(node: _Node) -> str:
+    return f"group {node.name!r} ({type(node.group).__name__})"
+
+
+def _attribute(node: _Node, attr: str, where: str):
+    try:
+        return getattr(node.group, attr)
+    except AttributeError:
+        raise GroupError(f"{where}: {_describe(node)} has no attribute {attr!r}") from None
+
+
+def _node_of(group, attr: str, parent: _Node, nodes: dict[int, _Node], where: str) -> _Node:
+    node = nodes.get(id(group))
+    if node is None:  # e.g. a property returning a new instance
+        raise GroupError(f"{where}: {attr!r} of {_describe(parent)} is a group instance "
+                         "that is not stored on the instance nor named in the context file")
+    return node
 
 
 def _placeholder(node: _Node, path: str):

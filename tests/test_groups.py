@@ -1209,11 +1209,34 @@ def test_group_properties_are_checked_at_instantiation():
     cases = {"title=3": "G(...): title=3 must be a string",
              "sep=None": "G(...): sep=None must be a string",
              "tags=[1]": "G(...): tags=[1] must be a non-empty string or a list",
-             "tags=''": "G(...): tags=('',) must be a non-empty string or a list"}
+             "tags=''": "G(...): tags='' must be a non-empty string or a list"}
     for args, message in cases.items():
         with pytest.raises(GroupError) as exc:
             run_code(SIMPLE_G + f"g = G({args})\n")
         assert str(exc.value).startswith(message)
+
+
+def test_tags_from_any_iterable():
+    vs = expand(SIMPLE_G + "g = G(tags=(t for t in ['b', 'a']))\n")
+    assert vs["g.val"].tags == ("a", "b")
+
+
+def test_group_from_a_property_is_not_part_of_the_context():
+    with pytest.raises(GroupError, match="'inner' of group 'g' \\(G\\) is a group instance "
+                                         "that is not stored on the instance"):
+        expand(INNER_OUTER.replace("class Outer", "class Unused") + """
+@Group
+class G:
+    @property
+    def inner(self):
+        return Inner()
+
+    @Variable
+    def out(self, run, v: "self#inner.val"):
+        return v
+
+g = G()
+""")
 
 
 def test_decorator_arguments_are_checked():
