@@ -27,6 +27,8 @@ import numpy as np
 from .database import PNG_MAGIC, ReducedValue
 
 SPECIAL_GROUPS = (".reduced", ".preview", ".errors")
+OBJTYPE_ATTR = "_damnit_objtype"
+NETCDF_OBJTYPES = ("dataarray", "dataset")  # groups written by h5netcdf
 CLEARED_ATTR = "cleared"
 _SCALE_ATTRS = {"CLASS", "NAME", "REFERENCE_LIST", "DIMENSION_LIST", "DIMENSION_LABELS"}
 _DIMID_ATTRS = ("_Netcdf4Dimid", "_Netcdf4Coordinates")
@@ -133,8 +135,8 @@ class _Copier:
         parent = posixpath.dirname(src.name)
         if parent != "/":
             self.fdst.require_group(parent)
-        if isinstance(src, h5py.Dataset) and not src.attrs:
-            fsrc.copy(src, self.fdst, src.name)
+        if _text(src.attrs.get(OBJTYPE_ATTR, "")) not in NETCDF_OBJTYPES:
+            fsrc.copy(src, self.fdst, src.name)  # no dimension scales: HDF5's copy is fine
             return
 
         objects = [src]
