@@ -22,13 +22,13 @@ one locked write and yields events (:mod:`.outcomes`).
 A visible asset ``p{proposal}/context.py`` carries the state of the context file: which
 version is served and, if the current file is broken, its errors.
 """
-from __future__ import annotations
 
 import re
 import time
 from collections.abc import Callable
 
 import dagster as dg
+from dagster import AssetExecutionContext
 
 from .context_source import ContextSnapshot, evaluation_path
 from .outcomes import CHECK_NAME, events_for_run
@@ -150,7 +150,7 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool="cluster" if bucket == CLUSTER else None,
         description=f"Computes the {bucket} variables of proposal {proposal}'s context file.")
-    def compute(context: dg.AssetExecutionContext, damnit: DamnitFolder):
+    def compute(context: AssetExecutionContext, damnit: DamnitFolder):
         selected = [n for n in names_in_bucket if key_of(n) in context.selected_asset_keys]
         data = trigger_for([variables[n] for n in selected])
         path = evaluation_path(snapshot)
