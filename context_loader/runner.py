@@ -59,17 +59,17 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
     log.info("Using %d variables (of %d) from %s: %s", len(selected.vars), len(ctx.vars),
              ctx.path, ", ".join(selected.vars))
 
-    proc_missing = []
-    if run_data is not RunData.RAW and any(
-            v.data is RunData.PROC for v in selected.vars.values()):
-        if not proc_available(proposal, run):
+    proc_missing, open_as = [], run_data
+    if run_data is not RunData.RAW and not proc_available(proposal, run):
+        open_as = RunData.RAW  # nothing to merge: open the raw data only
+        if any(v.data is RunData.PROC for v in selected.vars.values()):
             log.warning("Proc data is unavailable, only raw variables will be executed.")
             raw_only = selected.select(RunData.RAW)
             proc_missing = [n for n in selected.vars if n not in raw_only.vars]
             selected = raw_only
 
     try:
-        run_obj, opened = open_run(proposal, run, run_data)
+        run_obj, opened = open_run(proposal, run, open_as)
     except Exception as e:
         raise RunnerError(f"cannot open run {run} of proposal {proposal} "
                           f"({run_data.value} data): {type(e).__name__}: {e}") from e

@@ -168,7 +168,7 @@ def test_proc_variables_wait_for_proc_data(mock_proposal, context_path, tmp_path
     report = runner.execute(context_path, mock_proposal.proposal, run_without_proc, "proc",
                             fragment_path=tmp_path / "f.h5")
     assert report["proc_missing"] == ["det_mean"]
-    assert "det_mean" not in report["variables"]
+    assert "det_mean" not in report["variables"] and report["data_opened"] == "raw"
     report = runner.execute(context_path, mock_proposal.proposal, 1, "proc",
                             fragment_path=tmp_path / "g.h5")
     assert report["proc_missing"] == [] and set(report["variables"]) == {"det_mean"}
