@@ -2,7 +2,6 @@
 code versions and the metadata the Dagster side reads."""
 import json
 import textwrap
-from pathlib import Path
 
 import pytest
 

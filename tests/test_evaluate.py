@@ -3,13 +3,10 @@ globs, meta#/mymdc#/param#, transient variables, start_time, and real mock runs.
 import logging
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import xarray as xr
 
-from context_loader.cells import Cell
 from context_loader.contextfile import ContextFile
 from context_loader.errors import DependencyError, Skip
 from context_loader.evaluate import evaluate_run, open_run, proc_available, start_time

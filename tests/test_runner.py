@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 
 from context_loader import runner
@@ -22,7 +21,6 @@ from context_loader.errors import ContextFileErrors
 REPO = Path(__file__).resolve().parents[1]
 
 CONTEXT = '''\
-import numpy as np
 import xarray as xr
 from damnit_ctx import Variable, Skip
 
