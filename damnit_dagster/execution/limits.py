@@ -1,0 +1,269 @@
+"""Non-cluster variables run under the folder's limits, enforced by the kernel.
+
+``noncluster_cpus`` (default 4, at most the cores this process may use) becomes the CPU
+affinity of the runner process, ``noncluster_mem`` (default ``25G``) its address-space
+limit (``RLIMIT_AS``). Both are set by a tiny launcher (:data:`LAUNCHER`, run by ``python
+-I -c``) that applies them to itself and ``exec``s the runner, so they hold for the whole
+evaluation and whatever it starts (no ``preexec_fn``, which is unsafe in a threaded
+parent such as a Dagster step).
+
+An allocation over the limit raises ``MemoryError`` in the variable that made it; the
+runner records that as the variable's error, and :func:`evaluate_local` rewrites it to a
+message naming the limit, so one greedy variable fails alone while its siblings are
+stored. A runner killed outright (e.g. by a signal) fails the whole evaluation with an
+error that names the limits.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..settings import SettingError, parse_memory
+from ..storage.layout import DamnitPaths
+from . import environment, process_log
+
+DEFAULT_CPUS = 4
+DEFAULT_MEM = "25G"
+
+#: ``python -I -c LAUNCHER CORES BYTES CMD...``: pin to CORES (``0,1``), limit the address
+#: space to BYTES (never above an existing hard limit), then become CMD.
+LAUNCHER = """\
+import os, resource, sys
+cores, mem, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
+hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+if hard != resource.RLIM_INFINITY:
+    mem = min(mem, hard)
+resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+os.execvp(cmd[0], cmd)
+"""
+
+
+class ExecutionError(RuntimeError):
+    """An evaluation failed as a whole (nothing to store); the message says why and
+    where the log is."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """CPU cores and memory (bytes) a non-cluster evaluation may use."""
+
+    cpus: int
+    mem: int
+
+    @classmethod
+    def from_settings(cls, settings: dict | None = None) -> "Limits":
+        """From the folder's settings (``metameta``): ``noncluster_cpus`` and
+        ``noncluster_mem`` (``25G``, ``512M``...), with DAMNIT's defaults. The CPU count
+        is capped at the cores this process may use."""
+        settings = settings or {}
+        raw_cpus = settings.get("noncluster_cpus") or DEFAULT_CPUS
+        try:
+            cpus = int(raw_cpus)
+            if cpus < 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise SettingError(f"noncluster_cpus: {raw_cpus!r} is not a whole number "
+                               "of at least 1") from None
+        try:
+            mem = parse_memory(str(settings.get("noncluster_mem") or DEFAULT_MEM))
+        except SettingError as e:
+            raise SettingError(f"noncluster_mem: {e}") from None
+        return cls(cpus=min(cpus, len(os.sched_getaffinity(0))), mem=mem)
+
+    @property
+    def mem_text(self) -> str:
+        """The memory limit for people: ``25 GB``, ``512 MB``, ``1.5 GB``."""
+        gib = self.mem / 1024 ** 3
+        if gib >= 1:
+            return f"{gib:.3g} GB"
+        return f"{self.mem / 1024 ** 2:.3g} MB"
+
+    def memory_message(self, name: str) -> str:
+        return (f"variable '{name}' exceeded the {self.mem_text} memory limit for "
+                "non-cluster variables (noncluster_mem)")
+
+    def core_set(self) -> list[int]:
+        """The cores to pin to: ``cpus`` of the allowed ones, the window rotated by this
+        process's pid so that concurrent evaluations spread over a large machine."""
+        allowed = sorted(os.sched_getaffinity(0))
+        start = (os.getpid() * self.cpus) % len(allowed)
+        return sorted((allowed * 2)[start:start + self.cpus])
+
+    def wrap(self, cmd: list[str]) -> list[str]:
+        """``cmd`` behind the launcher that applies these limits (run by our Python)."""
+        cores = ",".join(map(str, self.core_set()))
+        return [sys.executable, "-I", "-c", LAUNCHER, cores, str(self.mem), *cmd]
+
+
+@dataclass
+class Evaluation:
+    """What an evaluation produced: the runner's report (see ``context_loader.runner``)
+    and the fragment to store with ``damnit_dagster.storage.writer.store_fragment``."""
+
+    report: dict
+    fragment: Path
+    log: Path
+    duration: float
+
+
+def new_fragment_path(damnit_dir, proposal: int, run: int) -> Path:
+    """A fresh fragment name in ``extracted_data/`` (shared storage, so a Slurm job on
+    another node can write it too)."""
+    paths = DamnitPaths(damnit_dir)
+    paths.make_dirs()
+    fd, name = tempfile.mkstemp(dir=paths.extracted_dir, prefix=f"p{proposal}_r{run}.",
+                                suffix=".fragment.h5")
+    os.close(fd)
+    return Path(name)
+
+
+def report_path(fragment: Path) -> Path:
+    return Path(str(fragment) + ".report.json")
+
+
+def evaluate_local(damnit_dir, proposal: int, run: int, data: str = "all", *,
+                   variables=(), match=(), cluster: bool | None = False,
+                   settings: dict | None = None, context_path=None, echo=True,
+                   timeout: float | None = None) -> Evaluation:
+    """Evaluate the variables selected by ``data``/``variables``/``match``/``cluster``
+    (default: the non-cluster ones; see ``ContextFile.select``) for one run, under the
+    folder's limits, with ``settings['context_python']``.
+
+    The runner's output is appended to ``process_logs/r{R}-p{P}.out`` and, unless
+    ``echo`` is None, copied to ``echo`` (default ``sys.stderr``: Dagster's compute log).
+    Returns the :class:`Evaluation`; raises :class:`ExecutionError` when the evaluation
+    failed as a whole (the context file does not load, the run cannot be opened, the
+    process was killed...), ``ContextPythonError`` for an unusable ``context_python``.
+    """
+    settings = settings or {}
+    limits = Limits.from_settings(settings)
+    python = environment.resolve_python(settings.get("context_python"))
+    environment.check_python(python)
+    paths = DamnitPaths(damnit_dir)
+    context_path = Path(context_path or paths.context_file).absolute()
+    echo = process_log.resolve_echo(echo)
+    fragment = new_fragment_path(paths.root, proposal, run)
+    report_file = report_path(fragment)
+    cmd = environment.runner_command(
+        python, context_path, proposal, run, data, fragment=fragment, report=report_file,
+        variables=variables, match=match, cluster=cluster)
+    log = process_log.append(
+        paths.root, proposal, run,
+        f"\n{process_log.header(proposal, run)}\n"
+        f"{'non-cluster ' if cluster is False else ''}variables, data={data}, limits: {limits.cpus} CPU cores, "
+        f"{limits.mem_text} memory; python: {python}", echo=echo)
+
+    t0 = time.monotonic()
+    try:
+        returncode, output = _run_teed(limits.wrap(cmd), cwd=paths.root, log=log,
+                                       echo=echo, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _discard(fragment, report_file)
+        raise _failed(paths, proposal, run, f"evaluation of run {run} took longer than "
+                      f"{timeout:g} s and was stopped") from None
+    duration = time.monotonic() - t0
+    report = _read_report(report_file)
+    if returncode != 0 or report is None or "variables" not in report:
+        _discard(fragment, report_file)
+        if returncode < 0:
+            reason = (f"the process evaluating run {run} was killed by signal {-returncode}; "
+                      f"it may have exceeded the limits for non-cluster variables "
+                      f"({limits.mem_text} memory, noncluster_mem; {limits.cpus} CPU "
+                      "cores, noncluster_cpus)")
+        else:
+            detail = (report or {}).get("error") or "no report written"
+            if "MemoryError" in output:
+                detail += (f" (out of memory: the limit for non-cluster variables is "
+                           f"{limits.mem_text}, noncluster_mem)")
+            reason = f"evaluating run {run} failed (exit {returncode}): {detail}"
+        raise _failed(paths, proposal, run, reason)
+    report_file.unlink(missing_ok=True)
+    name_memory_limit(report, fragment, limits)
+    process_log.append(paths.root, proposal, run, _summary(report, duration), echo=echo)
+    return Evaluation(report=report, fragment=fragment, log=log, duration=duration)
+
+
+def name_memory_limit(report: dict, fragment: Path, limits: Limits) -> list[str]:
+    """Rewrite the error of every variable that hit ``MemoryError`` so that it names the
+    limit, in ``report`` and in the fragment's ``.errors/<name>``; return those names."""
+    names = [n for n, v in report["variables"].items()
+             if v.get("status") == "error" and (v.get("error_cls") or "").endswith("MemoryError")]
+    if not names:
+        return names
+    import h5py  # only needed here; keeps the launcher's start-up light
+
+    with h5py.File(fragment, "r+") as f:
+        for name in names:
+            original = report["variables"][name].get("error")
+            message = limits.memory_message(name) + (f": {original}" if original else "")
+            report["variables"][name]["error"] = message
+            path = f".errors/{name}"
+            if path in f:
+                del f[path]
+            f.create_dataset(path, data=message).attrs["type"] = "MemoryError"
+    return names
+
+
+def _run_teed(cmd, *, cwd, log: Path, echo, timeout) -> tuple[int, str]:
+    """Run ``cmd`` with its stdout+stderr appended to ``log`` and copied to ``echo``;
+    return its exit code and the last lines it printed."""
+    env = environment.runner_env()
+    last = collections.deque(maxlen=30)
+    with open(log, "ab") as log_file:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+        def pump():
+            for line in proc.stdout:
+                last.append(line)
+                log_file.write(line)
+                log_file.flush()
+                if echo is not None:
+                    echo.write(line.decode("utf-8", "replace"))
+                    echo.flush()
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except BaseException:  # timeout, or the Dagster step is being interrupted
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            reader.join(timeout=10)
+    return returncode, b"".join(last).decode("utf-8", "replace")
+
+
+def _read_report(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _discard(*paths: Path) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
+def _failed(paths: DamnitPaths, proposal: int, run: int, reason: str) -> ExecutionError:
+    log = process_log.append(paths.root, proposal, run, f"Processing r{run} failed: {reason}")
+    return ExecutionError(f"{reason}; see {log}")
+
+
+def _summary(report: dict, duration: float) -> str:
+    counts = {}
+    for v in report["variables"].values():
+        counts[v["status"]] = counts.get(v["status"], 0) + 1
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"----- r{report['run']} done in {duration:.2f} s: {parts or 'no variables'} -----"
