@@ -36,6 +36,39 @@ class NoMyMdcClient:
     sample_name = run_type = techniques = _fail
 
 
+class LazyMyMdcClient:
+    """Builds a client with ``factory()`` when a field is first asked for, so a run whose
+    variables need no ``mymdc#`` never touches MyMDC or its credentials; if building
+    fails, each field raises that error (only the variables asking fail)."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._client = None
+
+    def _get(self):
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    def sample_name(self, proposal, run):
+        return self._get().sample_name(proposal, run)
+
+    def run_type(self, proposal, run):
+        return self._get().run_type(proposal, run)
+
+    def techniques(self, proposal, run):
+        return self._get().techniques(proposal, run)
+
+
+def proposal_client(proposal: int) -> LazyMyMdcClient:
+    """The real MyMDC client of a proposal (its ``usr/mymdc-credentials.yml``), built on
+    first use."""
+    def build():
+        from .mymdc_client import MyMdcClient
+        return MyMdcClient.for_proposal(proposal)
+    return LazyMyMdcClient(build)
+
+
 def fetch_field(client: MyMdcClient, field: str, proposal: int, run: int) -> Any:
     """Ask ``client`` for one of :data:`MYMDC_FIELDS` of a run."""
     if field not in MYMDC_FIELDS:

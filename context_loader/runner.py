@@ -11,7 +11,7 @@ from .contextfile import ContextFile
 from .errors import ContextFileErrors, Skip
 from .evaluate import evaluate_run, open_run, proc_available
 from .fragment import write_fragment
-from .mymdc import MyMdcClient
+from .mymdc import MyMdcClient, proposal_client
 from .variable import RunData
 
 _log = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
 
     ``context`` is a path, or a :class:`ContextFile` already loaded (to evaluate many runs
     with one load). ``data`` is the trigger (raw/proc/all); ``variables``, ``match`` and
-    ``cluster`` narrow the selection as :meth:`ContextFile.select`. If proc variables are
+    ``cluster`` narrow the selection as :meth:`ContextFile.select`. ``mymdc`` answers
+    ``mymdc#`` arguments; by default the proposal's MyMDC credentials are used, read only
+    if a variable asks. If proc variables are
     selected but the run has no proc data, only the raw ones run (DAMNIT's rule) and the
     others are listed under ``proc_missing``. Returns the report::
 
@@ -73,7 +75,8 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
     except Exception as e:
         raise RunnerError(f"cannot open run {run} of proposal {proposal} "
                           f"({run_data.value} data): {type(e).__name__}: {e}") from e
-    results = evaluate_run(selected, run_obj, run, proposal, mymdc=mymdc, logger=log)
+    results = evaluate_run(selected, run_obj, run, proposal,
+                           mymdc=mymdc or proposal_client(proposal), logger=log)
     write_fragment(fragment_path, results.cells, results.errors, provenance="context.py")
 
     report = {}

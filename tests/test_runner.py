@@ -274,3 +274,35 @@ def test_runner_in_a_second_venv_without_dagster(mock_proposal, context_path, tm
     assert proc.returncode == 0, proc.stderr
     assert json.loads(describe_out.read_text())["variables"] == runner.describe(
         context_path)["variables"]
+
+
+def test_mymdc_arguments_use_the_proposals_credentials(mock_proposal, tmp_path):
+    path = tmp_path / "context.py"
+    path.write_text(textwrap.dedent("""
+        from damnit_ctx import Variable
+
+        @Variable(title="Sample")
+        def sample(run, s: "mymdc#sample_name"):
+            return s
+
+        @Variable(title="Plain")
+        def plain(run):
+            return 1
+        """))
+    credentials = mock_proposal.path / "usr" / "mymdc-credentials.yml"
+    assert not credentials.exists()
+    report = runner.execute(path, 1234, 1, "raw", fragment_path=tmp_path / "f.h5")
+    # Without credentials only the variable that asks MyMDC fails, and says why.
+    assert report["variables"]["plain"]["status"] == "ok"
+    assert report["variables"]["sample"]["error_cls"] == "MyMdcCredentialsError"
+    assert report["variables"]["sample"]["error"] == (
+        f"no MyMDC credentials: {credentials} does not exist")
+
+    class Client:
+        def sample_name(self, proposal, run):
+            return f"sample of p{proposal} r{run}"
+
+    report = runner.execute(path, 1234, 1, "raw", fragment_path=tmp_path / "g.h5",
+                            mymdc=Client())
+    with h5py.File(tmp_path / "g.h5") as f:
+        assert f["sample/data"][()].decode() == "sample of p1234 r1"
