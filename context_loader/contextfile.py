@@ -246,11 +246,9 @@ class _Loader:
         line = frames[user[-1]].lineno if user else "?"
         shown = traceback.StackSummary.from_list(
             [f for f in frames[start:] if not f.filename.startswith(_PACKAGE_DIR)])
-        text = "".join(["Traceback (most recent call last):\n", *shown.format(),
-                        *traceback.format_exception_only(type(e), e)])
-        summary = "".join(traceback.format_exception_only(type(e), e)).strip()
-        return (f"{self.path}:{line}: error while running the context file: {summary}\n"
-                f"{text}").rstrip()
+        summary = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        text = "".join(["Traceback (most recent call last):\n", *shown.format(), summary])
+        return f"{self.path}:{line}: error while running the context file: {summary}\n{text}"
 
     # -- what it defines ----------------------------------------------------------------
 
