@@ -179,7 +179,10 @@ class ContextFile:
         code = getattr(func, "__code__", None)
         if code is not None and code.co_filename == self.path:
             lines = self.code.splitlines(True)[code.co_firstlineno - 1:]
-            source = "".join(inspect.getblock(lines))
+            try:
+                source = "".join(inspect.getblock(lines))
+            except Exception:  # tokenizing from a line inside an expression (a lambda)
+                source = lines[0] if lines else ""
         else:
             try:
                 source = inspect.getsource(func)

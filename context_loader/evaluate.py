@@ -62,16 +62,18 @@ def proc_available(proposal: int, run: int) -> bool:
 
 
 def start_time(run) -> float:
-    """The run's start as a UTC epoch: its first train's timestamp, else the mtime of the
-    oldest raw file (oldest file if none is raw); ``time.time()`` for non-EXtra-data runs."""
+    """The run's start as a UTC epoch: its first train's timestamp, else (no trains, or no
+    timestamps in old files) the mtime of its first raw file by name (first file if none
+    is raw), as DAMNIT; ``time.time()`` for objects that are not EXtra-data runs."""
     if not isinstance(run, extra_data.DataCollection):
         return time.time()
-    ts = run.select_trains(np.s_[:1]).train_timestamps()[0]
-    if not np.isnan(ts):
-        return np.datetime64(ts, "us").item().replace(tzinfo=timezone.utc).timestamp()
+    if len(run.train_ids):
+        ts = run.select_trains(np.s_[:1]).train_timestamps()[0]
+        if not np.isnan(ts):
+            return np.datetime64(ts, "us").item().replace(tzinfo=timezone.utc).timestamp()
     files = sorted(f.filename for f in run.files)
     raw = [f for f in files if "raw" in f]
-    return Path((raw or files)[0]).stat().st_mtime
+    return Path((raw or files)[0]).stat().st_mtime if files else time.time()
 
 
 def proposal_path(run):

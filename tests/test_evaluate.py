@@ -3,6 +3,7 @@ globs, meta#/mymdc#/param#, transient variables, start_time, and real mock runs.
 import logging
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -469,3 +470,10 @@ def test_evaluate_a_mock_run(mock_proposal):
     assert type(res.errors["after"]) is Skip
     assert str(res.errors["after"]).startswith(
         "Skipped due to missing dependency:\n└ (missing) failed: SourceNameError: ")
+
+
+def test_start_time_of_a_run_without_trains_is_its_first_raw_files_mtime(mock_proposal):
+    dc, _ = open_run(mock_proposal.proposal, 1, RunData.ALL)
+    empty = dc.select_trains(np.s_[0:0])
+    raw = sorted(f.filename for f in empty.files if "/raw/" in f.filename)
+    assert raw and start_time(empty) == Path(raw[0]).stat().st_mtime
