@@ -477,3 +477,63 @@ def test_start_time_of_a_run_without_trains_is_its_first_raw_files_mtime(mock_pr
     empty = dc.select_trains(np.s_[0:0])
     raw = sorted(f.filename for f in empty.files if "/raw/" in f.filename)
     assert raw and start_time(empty) == Path(raw[0]).stat().st_mtime
+
+
+def test_every_return_type_the_spec_lists_is_accepted():
+    res = run("""
+        import numpy as np
+        import xarray as xr
+        import matplotlib.pyplot as plt
+        import plotly.express as px
+
+        @Variable()
+        def scalar(run): return 3.5
+
+        @Variable()
+        def scalars(run): return [1, 2, 3]
+
+        @Variable()
+        def image(run): return np.ones((4, 5))
+
+        @Variable()
+        def cube(run): return np.zeros((2, 3, 4))
+
+        @Variable()
+        def dataarray(run): return xr.DataArray(np.arange(3.0), dims=["trainId"])
+
+        @Variable()
+        def dataset(run): return xr.Dataset({"a": ("x", [1, 2])})
+
+        @Variable()
+        def figure(run):
+            fig, ax = plt.subplots()
+            ax.plot([1, 2])
+            return fig
+
+        @Variable()
+        def axes(run):
+            fig, ax = plt.subplots()
+            return ax
+
+        @Variable()
+        def plotly(run): return px.bar(x=["a", "b"], y=[1, 3])
+
+        @Variable()
+        def text(run): return "hello"
+
+        @Variable()
+        def nothing(run): return None
+        """)
+    import matplotlib.figure
+    import xarray as xr
+
+    assert res.errors == {}
+    c = res.cells
+    assert c["scalar"].data == 3.5 and list(c["scalars"].data) == [1, 2, 3]
+    assert c["image"].data.shape == (4, 5) and c["cube"].data.shape == (2, 3, 4)
+    assert isinstance(c["dataarray"].data, xr.DataArray)
+    assert isinstance(c["dataset"].data, xr.Dataset)
+    assert isinstance(c["figure"].data, matplotlib.figure.Figure)
+    assert isinstance(c["axes"].data, matplotlib.figure.Figure)   # Axes -> their Figure
+    assert type(c["plotly"].data).__name__ == "Figure"
+    assert c["text"].data == "hello" and c["nothing"].data is None
