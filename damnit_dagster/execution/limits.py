@@ -127,6 +127,7 @@ def new_fragment_path(damnit_dir, proposal: int, run: int) -> Path:
 
 
 def report_path(fragment: Path) -> Path:
+    """Where the runner writes its report for ``fragment``."""
     return Path(str(fragment) + ".report.json")
 
 
@@ -167,13 +168,13 @@ def evaluate_local(damnit_dir, proposal: int, run: int, data: str = "all", *,
         returncode, output = _run_teed(limits.wrap(cmd), cwd=paths.root, log=log,
                                        echo=echo, timeout=timeout)
     except subprocess.TimeoutExpired:
-        _discard(fragment, report_file)
+        discard(fragment, report_file)
         raise _failed(paths, proposal, run, f"evaluation of run {run} took longer than "
                       f"{timeout:g} s and was stopped") from None
     duration = time.monotonic() - t0
-    report = _read_report(report_file)
+    report = read_report(report_file)
     if returncode != 0 or report is None or "variables" not in report:
-        _discard(fragment, report_file)
+        discard(fragment, report_file)
         if returncode < 0:
             reason = (f"the process evaluating run {run} was killed by signal {-returncode}; "
                       f"it may have exceeded the limits for non-cluster variables "
@@ -196,7 +197,8 @@ def name_memory_limit(report: dict, fragment: Path, limits: Limits) -> list[str]
     """Rewrite the error of every variable that hit ``MemoryError`` so that it names the
     limit, in ``report`` and in the fragment's ``.errors/<name>``; return those names."""
     names = [n for n, v in report["variables"].items()
-             if v.get("status") == "error" and (v.get("error_cls") or "").endswith("MemoryError")]
+              if v.get("status") == "error"
+             and (v.get("error_cls") or "").endswith("MemoryError")]
     if not names:
         return names
     import h5py  # only needed here; keeps the launcher's start-up light
@@ -244,14 +246,16 @@ def _run_teed(cmd, *, cwd, log: Path, echo, timeout) -> tuple[int, str]:
     return returncode, b"".join(last).decode("utf-8", "replace")
 
 
-def _read_report(path: Path) -> dict | None:
+def read_report(path: Path) -> dict | None:
+    """The runner's JSON report, or None if it is missing or unreadable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def _discard(*paths: Path) -> None:
+def discard(*paths: Path) -> None:
+    """Remove files of a failed evaluation (missing ones are fine)."""
     for p in paths:
         p.unlink(missing_ok=True)
 

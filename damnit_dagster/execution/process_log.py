@@ -32,12 +32,14 @@ def ensure_log(damnit_dir, proposal: int, run: int) -> Path:
     return path
 
 
-def header(proposal: int, run: int, *, job_id=None, cluster=None) -> str:
+def header(proposal: int, run: int, *, job_id=None, cluster=None, user=None,
+           host=None) -> str:
     """DAMNIT's first line of an evaluation, e.g. ``----- Processing r5 (p1234) as alice
-    on node1 (job id: 12, cluster: maxwell) -----`` (the job part only for Slurm jobs)."""
+    on node1 (job id: 12, cluster: maxwell) -----`` (the job part only for Slurm jobs;
+    user and host default to this process's)."""
     where = f" (job id: {job_id}, cluster: {cluster or 'default'})" if job_id else ""
-    return (f"----- Processing r{run} (p{proposal}) as {getpass.getuser()} on "
-            f"{socket.gethostname()}{where} -----")
+    return (f"----- Processing r{run} (p{proposal}) as {user or getpass.getuser()} on "
+            f"{host or socket.gethostname()}{where} -----")
 
 
 def append(damnit_dir, proposal: int, run: int, text: str, *, echo=None) -> Path:

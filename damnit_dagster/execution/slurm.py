@@ -1,0 +1,369 @@
+"""``cluster=True`` variables run in a Slurm job, as DAMNIT runs them.
+
+The job is submitted with ``sbatch`` (no Slurm library: the same commands work against
+any Slurm version), named ``r{R}-p{P}-damnit``, with its stdout and stderr appended to
+``process_logs/r{R}-p{P}.out``. Settings come from the folder's ``metameta``
+(``slurm_partition``, ``slurm_reservation`` which wins over the partition, ``slurm_time``,
+``slurm_clusters``, passed only when set since ``--clusters`` needs Slurm accounting).
+The job is followed by polling ``squeue``/``scontrol``/``sacct`` (``sbatch --wait`` polls
+too slowly) until it ends; the job runs the same runner as a local evaluation, so its
+fragment is stored like any other.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import getpass
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..storage.layout import DamnitPaths
+from . import environment, process_log
+from .limits import (Evaluation, ExecutionError, discard, new_fragment_path, read_report,
+                     report_path)
+
+DEFAULT_TIME = "02:00:00"
+
+#: States after which a job never runs again.
+TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
+                   "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT",
+                   "REVOKED"}
+#: Our own state for a job that Slurm no longer knows although we never saw it end.
+LOST = "LOST"
+
+_CMD_TIMEOUT = 60.0
+
+
+class SlurmError(RuntimeError):
+    """A Slurm command failed (e.g. ``sbatch`` refused the job); the message has
+    Slurm's own words and the settings involved."""
+
+
+class JobFailed(ExecutionError):
+    """A Slurm job ended without results: failed, cancelled, timed out or lost."""
+
+    def __init__(self, message: str, end: "JobEnd"):
+        super().__init__(message)
+        self.end = end
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """How cluster jobs are submitted (the folder's ``slurm_*`` settings)."""
+
+    partition: str | None = None
+    reservation: str | None = None
+    time: str = DEFAULT_TIME
+    clusters: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: dict | None = None) -> "SlurmSettings":
+        """From ``metameta``: ``slurm_partition``, ``slurm_reservation``, ``slurm_time``,
+        ``slurm_clusters`` (empty values count as unset)."""
+        s = settings or {}
+        return cls(partition=s.get("slurm_partition") or None,
+                   reservation=s.get("slurm_reservation") or None,
+                   time=s.get("slurm_time") or DEFAULT_TIME,
+                   clusters=s.get("slurm_clusters") or None)
+
+    def options(self) -> list[str]:
+        """``[--clusters C] --time T (--reservation R | --partition P)``; without a
+        partition setting, DAMNIT's default for the user, or else the cluster's
+        default partition (no option)."""
+        opts = ["--clusters", self.clusters] if self.clusters else []
+        opts += ["--time", self.time]
+        if self.reservation:
+            opts += ["--reservation", self.reservation]
+        else:
+            partition = self.partition or default_partition()
+            if partition:
+                opts += ["--partition", partition]
+        return opts
+
+
+def default_partition(user: str | None = None) -> str | None:
+    """DAMNIT's default partition at EuXFEL: ``exfel`` for members of the netgroup
+    ``exfel-wgs-users``, ``upex`` for ``upex-users``; None (Slurm's default) otherwise."""
+    user = (user or getpass.getuser()).encode()
+    try:
+        innetgr = ctypes.CDLL(ctypes.util.find_library("c")).innetgr
+    except (OSError, AttributeError):
+        return None
+    for netgroup, partition in (("exfel-wgs-users", "exfel"), ("upex-users", "upex")):
+        if innetgr(netgroup.encode(), None, user, None):
+            return partition
+    return None
+
+
+def job_name(proposal: int, run: int) -> str:
+    """``r{run}-p{proposal}-damnit`` (``p{proposal}-damnit`` for run -1, as DAMNIT)."""
+    return f"p{proposal}-damnit" if int(run) == -1 else f"r{run}-p{proposal}-damnit"
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """A submitted job."""
+
+    job_id: str
+    cluster: str | None
+    name: str
+    log: Path
+
+    def _cluster_opts(self) -> list[str]:
+        return ["--clusters", self.cluster] if self.cluster else []
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """How a job ended: ``state`` (``COMPLETED``, ``FAILED``, ``CANCELLED``, ``TIMEOUT``,
+    ... or :data:`LOST`), ``exit_code`` (``"2:0"``: code and signal) and what Slurm
+    reported about it (``scontrol show job`` fields, empty if it had forgotten it)."""
+
+    job: SlurmJob
+    state: str
+    exit_code: str | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "COMPLETED"
+
+    def describe(self) -> str:
+        """E.g. ``Slurm job 12 (r5-p1234-damnit) FAILED with exit code 2``."""
+        what = f"Slurm job {self.job.job_id} ({self.job.name})"
+        if self.state == LOST:
+            return (f"{what} was lost: Slurm no longer knows it and it never reported an "
+                    "end (the controller may have been restarted or its state wiped)")
+        if self.state == "CANCELLED":
+            return f"{what} was cancelled"
+        if self.state == "TIMEOUT":
+            limit = self.info.get("TimeLimit", "its time limit")
+            return f"{what} reached its time limit ({limit}, slurm_time) and was stopped"
+        if self.state == "OUT_OF_MEMORY":
+            return f"{what} ran out of memory on {self.info.get('NodeList', 'its node')}"
+        code, _, signal = (self.exit_code or "").partition(":")
+        if self.state == "FAILED" and code not in ("", "0"):
+            return f"{what} FAILED with exit code {code}"
+        if signal not in ("", "0"):
+            return f"{what} ended {self.state} (signal {signal})"
+        return f"{what} ended {self.state}"
+
+
+def _slurm(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=_CMD_TIMEOUT,
+                              stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise SlurmError(f"{args[0]} not found: Slurm's commands must be on PATH to run "
+                         "cluster=True variables") from None
+    except subprocess.TimeoutExpired:
+        raise SlurmError(f"{shlex.join(args)} did not answer in {_CMD_TIMEOUT:g} s") from None
+    if check and proc.returncode != 0:
+        raise SlurmError(f"{shlex.join(args[:1])} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def sbatch_command(wrap: str, *, proposal: int, run: int, log_path, settings: SlurmSettings,
+                   chdir=None) -> list[str]:
+    """The ``sbatch`` command line for a job running the shell command ``wrap``."""
+    cmd = ["sbatch", "--parsable", "--job-name", job_name(proposal, run),
+           "-o", str(log_path), "--open-mode=append", *settings.options()]
+    if chdir is not None:
+        cmd += ["--chdir", str(chdir)]
+    return cmd + ["--wrap", wrap]
+
+
+def submit(cmd: list[str], *, proposal: int, run: int, log_path, settings: SlurmSettings,
+           cwd, env: dict | None = None, note: str = "") -> SlurmJob:
+    """Submit ``cmd`` as a job that first writes DAMNIT's header line (and ``note``, if
+    given) to the log; it runs in ``cwd`` with the environment ``env``.
+
+    Raises :class:`SlurmError` with Slurm's message (e.g. ``Invalid partition name
+    specified``) and the partition/reservation it was given.
+    """
+    head = process_log.header(proposal, run, job_id="$SLURM_JOB_ID",
+                              cluster="${SLURM_CLUSTER_NAME:-default}",
+                              user="$(id -un)", host="$(hostname)")
+    # The header's $... parts expand in the job (its id, user and node).
+    echo_note = f"; echo {shlex.quote(note)}" if note else ""
+    wrap = f'{{ echo; echo "{head}"{echo_note}; }} >&2; exec {shlex.join(cmd)}'
+    args = sbatch_command(wrap, proposal=proposal, run=run, log_path=log_path,
+                          settings=settings, chdir=cwd)
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=_CMD_TIMEOUT,
+                              env=env, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise SlurmError("sbatch not found: Slurm's commands must be on PATH to run "
+                         "cluster=True variables") from None
+    if proc.returncode != 0:
+        said = "; ".join(line.removeprefix("sbatch: error: ")
+                         for line in proc.stderr.strip().splitlines())
+        raise SlurmError(f"sbatch refused the job for run {run} "
+                         f"({' '.join(settings.options())}): {said}")
+    job_id, _, cluster = proc.stdout.strip().partition(";")  # "12" or "12;maxwell"
+    return SlurmJob(job_id=job_id, cluster=cluster or settings.clusters,
+                    name=job_name(proposal, run), log=Path(log_path))
+
+
+def job_info(job: SlurmJob) -> dict | None:
+    """``scontrol show job`` as a dict (``JobState``, ``ExitCode``, ``Partition``,
+    ``Reservation``, ``StdOut``...), or None once Slurm has forgotten the job."""
+    proc = _slurm(["scontrol", *job._cluster_opts(), "show", "job", job.job_id, "-o"],
+                  check=False)
+    if proc.returncode != 0 or "JobState=" not in proc.stdout:
+        return None
+    info, key = {}, None
+    for token in proc.stdout.split():
+        k, eq, v = token.partition("=")
+        if eq and k:
+            key, info[k] = k, v
+        elif key:  # a value with spaces
+            info[key] += " " + token
+    return info
+
+
+def _sacct_state(job: SlurmJob) -> tuple[str, str] | None:
+    """State and exit code from accounting (only where slurmdbd runs)."""
+    proc = _slurm(["sacct", *job._cluster_opts(), "-X", "-n", "-P", "-j", job.job_id,
+                   "-o", "State,ExitCode"], check=False)
+    line = proc.stdout.strip().splitlines()[:1]
+    if proc.returncode != 0 or not line:
+        return None
+    state, _, code = line[0].partition("|")
+    return state.split()[0], code  # "CANCELLED by 0" -> CANCELLED
+
+
+def job_state(job: SlurmJob) -> tuple[str | None, dict]:
+    """The job's state now (``PENDING``, ``RUNNING``, ``COMPLETED``...) and its details;
+    ``(None, {})`` when no Slurm command knows the job any more."""
+    info = job_info(job)
+    if info is not None:
+        return info["JobState"], info
+    acct = _sacct_state(job)
+    if acct is not None:
+        return acct[0], {"JobState": acct[0], "ExitCode": acct[1]}
+    return None, {}
+
+
+def wait(job: SlurmJob, *, poll: float = 0.2, max_poll: float = 2.0,
+         timeout: float | None = None, lost_after: float = 60.0, echo=None) -> JobEnd:
+    """Follow ``job`` until it ends and return how. Polls every ``poll`` seconds, slowing
+    to ``max_poll``; new lines of the job's log are copied to ``echo`` meanwhile.
+
+    A job Slurm does not know for ``lost_after`` seconds is :data:`LOST`. With
+    ``timeout``, the job is cancelled after that many seconds and ``TimeoutError`` raised.
+    """
+    started = time.monotonic()
+    offset = job.log.stat().st_size if job.log.exists() else 0
+    unknown_since = None
+    delay = poll
+    while True:
+        state, info = job_state(job)
+        offset = _copy_new(job.log, offset, echo)
+        if state is not None:
+            unknown_since = None
+            if state in TERMINAL_STATES:
+                return JobEnd(job, state, info.get("ExitCode"), info)
+        else:
+            unknown_since = unknown_since or time.monotonic()
+            if time.monotonic() - unknown_since >= lost_after:
+                return JobEnd(job, LOST)
+        if timeout is not None and time.monotonic() - started > timeout:
+            cancel(job)
+            raise TimeoutError(f"Slurm job {job.job_id} ({job.name}) did not end within "
+                               f"{timeout:g} s; it was cancelled")
+        time.sleep(delay)
+        delay = min(max_poll, delay * 1.5)
+
+
+def _copy_new(path: Path, offset: int, echo) -> int:
+    """Copy what was appended to ``path`` since ``offset`` to ``echo``; new offset."""
+    if echo is None:
+        return offset
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            new = f.read()
+    except FileNotFoundError:
+        return offset
+    if new:
+        echo.write(new.decode("utf-8", "replace"))
+        echo.flush()
+    return offset + len(new)
+
+
+def cancel(job: SlurmJob) -> None:
+    """Cancel the job (no error if it has already ended)."""
+    _slurm(["scancel", *job._cluster_opts(), job.job_id], check=False)
+
+
+def evaluate_in_slurm(damnit_dir, proposal: int, run: int, data: str = "all", *,
+                      variables=(), match=(), cluster: bool | None = True,
+                      settings: dict | None = None, context_path=None, echo=True,
+                      poll: float = 0.2, timeout: float | None = None) -> Evaluation:
+    """Evaluate the selected variables of one run (default: the ``cluster=True`` ones and
+    those depending on them) in a Slurm job, wait for it, and return the
+    :class:`Evaluation` whose fragment the caller stores like any other.
+
+    The job's output goes to ``process_logs/r{R}-p{P}.out``, and is copied to ``echo``
+    while it runs (default ``sys.stderr``: Dagster's compute log). If the caller is
+    interrupted (e.g. the Dagster run is terminated) the job is cancelled. Raises
+    :class:`JobFailed` (failed, cancelled, timed out, lost: the message says which and
+    names the log), :class:`SlurmError` when the job cannot be submitted,
+    ``ContextPythonError`` for an unusable ``context_python``.
+    """
+    settings = settings or {}
+    slurm = SlurmSettings.from_settings(settings)
+    python = environment.resolve_python(settings.get("context_python"))
+    environment.check_python(python)
+    paths = DamnitPaths(damnit_dir)
+    context_path = Path(context_path or paths.context_file).absolute()
+    echo = process_log.resolve_echo(echo)
+    log = process_log.ensure_log(paths.root, proposal, run)
+    fragment = new_fragment_path(paths.root, proposal, run)
+    report_file = report_path(fragment)
+    cmd = environment.runner_command(
+        python, context_path, proposal, run, data, fragment=fragment, report=report_file,
+        variables=variables, match=match, cluster=cluster)
+
+    t0 = time.monotonic()
+    try:
+        job = submit(cmd, proposal=proposal, run=run, log_path=log, settings=slurm,
+                     cwd=paths.root, env=environment.runner_env(),
+                     note=f"{'cluster ' if cluster else ''}variables, data={data}; "
+                          f"python: {python}")
+    except SlurmError as e:
+        discard(fragment, report_file)
+        process_log.append(paths.root, proposal, run, f"Processing r{run} failed: {e}",
+                           echo=echo)
+        raise
+    if echo is not None:
+        echo.write(f"Submitted Slurm job {job.job_id} ({job.name}) for run {run}; "
+                   f"log: {log}\n")
+    try:
+        end = wait(job, poll=poll, timeout=timeout, echo=echo)
+    except BaseException:  # interrupted, or the timeout: do not leave the job behind
+        cancel(job)
+        discard(fragment, report_file)
+        raise
+    duration = time.monotonic() - t0
+    report = read_report(report_file)
+    report_file.unlink(missing_ok=True)
+    if not end.ok or report is None or "variables" not in report:
+        discard(fragment)
+        reason = end.describe()
+        if report and report.get("error"):
+            reason += f": {report['error']}"
+        elif end.ok:
+            reason += " but wrote no results"
+        process_log.append(paths.root, proposal, run, f"Processing r{run} failed: {reason}")
+        raise JobFailed(f"{reason}; see {log}", end)
+    process_log.append(paths.root, proposal, run,
+                       f"----- r{run}: Slurm job {job.job_id} COMPLETED in {duration:.2f} s "
+                       "-----")
+    return Evaluation(report=report, fragment=fragment, log=log, duration=duration)
+
