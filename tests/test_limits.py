@@ -39,6 +39,10 @@ CONTEXT = textwrap.dedent("""
     @Variable(title="Heavy", cluster=True)
     def heavy(run):
         return 42
+
+    @Variable(title="After heavy")
+    def after_heavy(run, h: "var#heavy"):
+        return h + 1
 """)
 
 
@@ -74,7 +78,8 @@ def test_variable_over_memory_limit_fails_alone(damnit_dir, mock_proposal):
     assert status["cores"] == "ok"
     assert status["greedy"] == "error"
     assert status["after_greedy"] == "error"     # its dependency failed, nothing else
-    assert "heavy" not in status                 # cluster variables are not run here
+    assert "heavy" not in status                 # cluster variables are not run here,
+    assert "after_heavy" not in status           # nor those depending on them
     greedy_error = ev.report["variables"]["greedy"]["error"]
     assert greedy_error.startswith("variable 'greedy' exceeded the 2 GB memory limit "
                                    "for non-cluster variables (noncluster_mem)")
@@ -126,3 +131,11 @@ def test_broken_context_is_a_clear_failure(damnit_dir, mock_proposal):
                                            "    return 1\n")
     with pytest.raises(ExecutionError, match=r"failed \(exit 1\).*nope"):
         evaluate_local(damnit_dir, mock_proposal.proposal, 1, echo=None)
+
+
+def test_limit_too_small_for_the_runner_itself(damnit_dir, mock_proposal):
+    with pytest.raises(ExecutionError) as info:
+        evaluate_local(damnit_dir, mock_proposal.proposal, 1, echo=None,
+                       settings={"noncluster_mem": "200M"})
+    assert "(out of memory: the limit for non-cluster variables is 200 MB, noncluster_mem)" \
+        in str(info.value)

@@ -181,7 +181,7 @@ def evaluate_local(damnit_dir, proposal: int, run: int, data: str = "all", *,
                       f"({limits.mem_text} memory, noncluster_mem; {limits.cpus} CPU "
                       "cores, noncluster_cpus)")
         else:
-            detail = (report or {}).get("error") or "no report written"
+            detail = (report or {}).get("error") or "the runner ended without writing its report"
             if "MemoryError" in output:
                 detail += (f" (out of memory: the limit for non-cluster variables is "
                            f"{limits.mem_text}, noncluster_mem)")
