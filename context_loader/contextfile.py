@@ -12,20 +12,14 @@ import hashlib
 import inspect
 import linecache
 import re
-import sys
 import traceback
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-from . import damnit_ctx
 from .errors import ContextFileErrors
 from .groups import expand_groups
 from .variable import RunData, Variable, _valid_data
-
-# Context files say ``from damnit_ctx import Variable``: make that name this package's
-# module even where the top-level ``damnit_ctx.py`` shim is not on ``sys.path``.
-sys.modules.setdefault("damnit_ctx", damnit_ctx)
 
 _PACKAGE_DIR = str(Path(__file__).parent)
 _GLOB_CHARS = "*?["

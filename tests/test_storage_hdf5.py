@@ -1,13 +1,25 @@
 """Merging fragments into per-run HDF5 files: the re-run rule, NetCDF groups, what is kept."""
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import pytest
 import xarray as xr
-from damnit.backend.combine import combine as damnit_combine
 
 from context_loader.cells import Cell
 from context_loader.fragment import write_fragment
 from damnit_dagster.storage.hdf5 import merge_into_new_file, read_fragment, variable_names
+
+
+def damnit_combine(fragment, target):
+    """DAMNIT 0.4.0's own combiner, in a subprocess: importing it here would put DAMNIT's
+    ``damnit_ctx`` module in place of ours for the rest of the test session."""
+    subprocess.run([sys.executable, "-c",
+                    "import sys; from pathlib import Path;"
+                    "from damnit.backend.combine import combine;"
+                    "combine(Path(sys.argv[1]), Path(sys.argv[2]))", str(fragment), str(target)],
+                   check=True, capture_output=True)
 
 
 def frag(path, errors=None, **values):
