@@ -152,7 +152,8 @@ def test_cluster_variables_run_in_a_named_job_and_are_stored(damnit_dir, mock_pr
     assert re.search(r"----- Processing r1 \(p1234\) as root on \S+ "
                      rf"\(job id: {echo.job_id}, cluster: \w+\) -----", log)
     assert f"cluster variable running in job {echo.job_id}" in log
-    # The job's output also reached the echo (Dagster's compute log).
+    # The job's output, header included, also reached the echo (Dagster's compute log).
+    assert f"(job id: {echo.job_id}, cluster: " in echo.getvalue()
     assert f"cluster variable running in job {echo.job_id}" in echo.getvalue()
 
 

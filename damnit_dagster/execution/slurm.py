@@ -153,7 +153,8 @@ class JobEnd:
         return f"{what} ended {self.state}"
 
 
-def _slurm(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
+def _slurm(args: list[str]) -> subprocess.CompletedProcess:
+    """Run a Slurm command (its exit code is the caller's to judge)."""
     try:
         proc = subprocess.run(args, capture_output=True, text=True, timeout=_CMD_TIMEOUT,
                               stdin=subprocess.DEVNULL)
@@ -162,8 +163,6 @@ def _slurm(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
                          "cluster=True variables") from None
     except subprocess.TimeoutExpired:
         raise SlurmError(f"{shlex.join(args)} did not answer in {_CMD_TIMEOUT:g} s") from None
-    if check and proc.returncode != 0:
-        raise SlurmError(f"{shlex.join(args[:1])} failed: {proc.stderr.strip()}")
     return proc
 
 
@@ -211,11 +210,14 @@ def submit(cmd: list[str], *, proposal: int, run: int, log_path, settings: Slurm
 
 def job_info(job: SlurmJob) -> dict | None:
     """``scontrol show job`` as a dict (``JobState``, ``ExitCode``, ``Partition``,
-    ``Reservation``, ``StdOut``...), or None once Slurm has forgotten the job."""
-    proc = _slurm(["scontrol", *job._cluster_opts(), "show", "job", job.job_id, "-o"],
-                  check=False)
-    if proc.returncode != 0 or "JobState=" not in proc.stdout:
+    ``Reservation``, ``StdOut``...), or None once Slurm has forgotten the job. Raises
+    :class:`SlurmError` when the controller cannot be asked."""
+    proc = _slurm(["scontrol", *job._cluster_opts(), "show", "job", job.job_id, "-o"])
+    if proc.returncode != 0 and "Invalid job id" in proc.stderr:
         return None
+    if proc.returncode != 0 or "JobState=" not in proc.stdout:
+        raise SlurmError(f"scontrol show job {job.job_id} failed: "
+                         f"{(proc.stderr or proc.stdout).strip()}")
     info, key = {}, None
     for token in proc.stdout.split():
         k, eq, v = token.partition("=")
@@ -229,7 +231,7 @@ def job_info(job: SlurmJob) -> dict | None:
 def _sacct_state(job: SlurmJob) -> tuple[str, str] | None:
     """State and exit code from accounting (only where slurmdbd runs)."""
     proc = _slurm(["sacct", *job._cluster_opts(), "-X", "-n", "-P", "-j", job.job_id,
-                   "-o", "State,ExitCode"], check=False)
+                   "-o", "State,ExitCode"])
     line = proc.stdout.strip().splitlines()[:1]
     if proc.returncode != 0 or not line:
         return None
@@ -239,7 +241,8 @@ def _sacct_state(job: SlurmJob) -> tuple[str, str] | None:
 
 def job_state(job: SlurmJob) -> tuple[str | None, dict]:
     """The job's state now (``PENDING``, ``RUNNING``, ``COMPLETED``...) and its details;
-    ``(None, {})`` when no Slurm command knows the job any more."""
+    ``(None, {})`` when no Slurm command knows the job any more. Raises
+    :class:`SlurmError` when the controller cannot be asked."""
     info = job_info(job)
     if info is not None:
         return info["JobState"], info
@@ -250,28 +253,42 @@ def job_state(job: SlurmJob) -> tuple[str | None, dict]:
 
 
 def wait(job: SlurmJob, *, poll: float = 0.2, max_poll: float = 2.0,
-         timeout: float | None = None, lost_after: float = 60.0, echo=None) -> JobEnd:
+         timeout: float | None = None, lost_after: float = 60.0,
+         unreachable_after: float = 600.0, echo=None, log_offset: int | None = None) -> JobEnd:
     """Follow ``job`` until it ends and return how. Polls every ``poll`` seconds, slowing
-    to ``max_poll``; new lines of the job's log are copied to ``echo`` meanwhile.
+    to ``max_poll``; what the job appends to its log after ``log_offset`` (default: the
+    log's size now) is copied to ``echo`` meanwhile.
 
-    A job Slurm does not know for ``lost_after`` seconds is :data:`LOST`. With
-    ``timeout``, the job is cancelled after that many seconds and ``TimeoutError`` raised.
+    A job Slurm does not know for ``lost_after`` seconds is :data:`LOST`; a controller
+    that cannot be asked for ``unreachable_after`` seconds raises :class:`SlurmError`.
+    With ``timeout``, the job is cancelled after that many seconds and ``TimeoutError``
+    raised.
     """
     started = time.monotonic()
-    offset = job.log.stat().st_size if job.log.exists() else 0
-    unknown_since = None
+    if log_offset is None:
+        log_offset = job.log.stat().st_size if job.log.exists() else 0
+    offset = log_offset
+    unknown_since = trouble_since = None
     delay = poll
     while True:
-        state, info = job_state(job)
+        now = time.monotonic()
+        try:
+            state, info = job_state(job)
+            trouble_since = None
+        except SlurmError:
+            trouble_since = trouble_since or now
+            if now - trouble_since >= unreachable_after:
+                raise
+            state, info = "UNREACHABLE", {}  # not an end: ask again
         offset = _copy_new(job.log, offset, echo)
-        if state is not None:
+        if state is None:
+            unknown_since = unknown_since or now
+            if now - unknown_since >= lost_after:
+                return JobEnd(job, LOST)
+        else:
             unknown_since = None
             if state in TERMINAL_STATES:
                 return JobEnd(job, state, info.get("ExitCode"), info)
-        else:
-            unknown_since = unknown_since or time.monotonic()
-            if time.monotonic() - unknown_since >= lost_after:
-                return JobEnd(job, LOST)
         if timeout is not None and time.monotonic() - started > timeout:
             cancel(job)
             raise TimeoutError(f"Slurm job {job.job_id} ({job.name}) did not end within "
@@ -298,7 +315,7 @@ def _copy_new(path: Path, offset: int, echo) -> int:
 
 def cancel(job: SlurmJob) -> None:
     """Cancel the job (no error if it has already ended)."""
-    _slurm(["scancel", *job._cluster_opts(), job.job_id], check=False)
+    _slurm(["scancel", *job._cluster_opts(), job.job_id])
 
 
 def evaluate_in_slurm(damnit_dir, proposal: int, run: int, data: str = "all", *,
@@ -331,6 +348,7 @@ def evaluate_in_slurm(damnit_dir, proposal: int, run: int, data: str = "all", *,
         variables=variables, match=match, cluster=cluster)
 
     t0 = time.monotonic()
+    log_offset = log.stat().st_size
     try:
         job = submit(cmd, proposal=proposal, run=run, log_path=log, settings=slurm,
                      cwd=paths.root, env=environment.runner_env(),
@@ -345,7 +363,7 @@ def evaluate_in_slurm(damnit_dir, proposal: int, run: int, data: str = "all", *,
         echo.write(f"Submitted Slurm job {job.job_id} ({job.name}) for run {run}; "
                    f"log: {log}\n")
     try:
-        end = wait(job, poll=poll, timeout=timeout, echo=echo)
+        end = wait(job, poll=poll, timeout=timeout, echo=echo, log_offset=log_offset)
     except BaseException:  # interrupted, or the timeout: do not leave the job behind
         cancel(job)
         discard(fragment, report_file)
