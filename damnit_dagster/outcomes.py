@@ -93,7 +93,8 @@ def check_evaluation(key: dg.AssetKey, partition: str, status: str, error: str |
     """The failed ``evaluation`` check of a variable that did not produce a value."""
     failed = status == ERROR
     label = {ERROR: "failed", SKIPPED: "skipped", NONE: "returned None"}.get(status, status)
-    description = f"{label}: {error_cls}: {error}" if error_cls else f"{label}: {error or ''}"
+    description = (f"{label}: {error_cls}: {error}" if error_cls
+                   else f"{label}: {error}" if error else label)
     metadata = {"status": dg.MetadataValue.text(label)}
     if error is not None:
         metadata["error"] = dg.MetadataValue.text(error)
@@ -102,7 +103,7 @@ def check_evaluation(key: dg.AssetKey, partition: str, status: str, error: str |
     return dg.AssetCheckEvaluation(
         asset_key=key, check_name=CHECK_NAME, passed=False, partition=partition,
         severity=dg.AssetCheckSeverity.ERROR if failed else dg.AssetCheckSeverity.WARN,
-        description=description.strip(), metadata=metadata)
+        description=description, metadata=metadata)
 
 
 def events_for_run(outcome: RunOutcome, names: list[str], variables: dict[str, dict],
