@@ -6,12 +6,10 @@ import textwrap
 import h5py
 import pytest
 
-from damnit_dagster.execution import limits as limits_mod
 from damnit_dagster.execution.limits import ExecutionError, Limits, evaluate_local
 from damnit_dagster.settings import SettingError
 from damnit_dagster.storage.layout import init_damnit_dir
 from damnit_dagster.storage.writer import store_fragment
-from damnit_dagster.storage.database import DamnitDB
 
 CONTEXT = textwrap.dedent("""
     import os

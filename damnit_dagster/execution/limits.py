@@ -46,6 +46,11 @@ resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
 os.execvp(cmd[0], cmd)
 """
 
+#: What an allocation refused by RLIMIT_AS looks like in a traceback: Python's error, a
+#: shared library that cannot be mapped, errno ENOMEM, C++'s exception.
+_OUT_OF_MEMORY = ("MemoryError", "failed to map segment", "Cannot allocate memory",
+                  "std::bad_alloc")
+
 
 class ExecutionError(RuntimeError):
     """An evaluation failed as a whole (nothing to store); the message says why and
@@ -182,7 +187,7 @@ def evaluate_local(damnit_dir, proposal: int, run: int, data: str = "all", *,
                       "cores, noncluster_cpus)")
         else:
             detail = (report or {}).get("error") or "the runner ended without writing its report"
-            if "MemoryError" in output:
+            if any(marker in output for marker in _OUT_OF_MEMORY):
                 detail += (f" (out of memory: the limit for non-cluster variables is "
                            f"{limits.mem_text}, noncluster_mem)")
             reason = f"evaluating run {run} failed (exit {returncode}): {detail}"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import getpass
-import os
 import shlex
 import subprocess
 import time
@@ -330,7 +329,8 @@ def evaluate_in_slurm(damnit_dir, proposal: int, run: int, data: str = "all", *,
     while it runs (default ``sys.stderr``: Dagster's compute log). If the caller is
     interrupted (e.g. the Dagster run is terminated) the job is cancelled. Raises
     :class:`JobFailed` (failed, cancelled, timed out, lost: the message says which and
-    names the log), :class:`SlurmError` when the job cannot be submitted,
+    names the log), :class:`ExecutionError` when ``timeout`` (seconds) passed first
+    (the job is cancelled), :class:`SlurmError` when the job cannot be submitted,
     ``ContextPythonError`` for an unusable ``context_python``.
     """
     settings = settings or {}
@@ -364,9 +364,12 @@ def evaluate_in_slurm(damnit_dir, proposal: int, run: int, data: str = "all", *,
                    f"log: {log}\n")
     try:
         end = wait(job, poll=poll, timeout=timeout, echo=echo, log_offset=log_offset)
-    except BaseException:  # interrupted, or the timeout: do not leave the job behind
+    except BaseException as e:  # interrupted, or the timeout: do not leave the job behind
         cancel(job)
         discard(fragment, report_file)
+        if isinstance(e, TimeoutError):
+            process_log.append(paths.root, proposal, run, f"Processing r{run} failed: {e}")
+            raise ExecutionError(f"{e}; see {log}") from None
         raise
     duration = time.monotonic() - t0
     report = read_report(report_file)
