@@ -5,6 +5,7 @@ Every command acts on the DAMNIT folder in the current directory, or the one giv
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,9 @@ class Folder:
 @click.pass_context
 def main(ctx, directory):
     """DAMNIT's backend on Dagster: compute a context file's variables for every run."""
+    from .instance import dagster_home
+
+    os.environ["DAGSTER_HOME"] = str(dagster_home())  # the instance every command uses
     ctx.obj = Folder(directory)
 
 
@@ -135,6 +139,122 @@ def event(folder: Folder, kind, runs):
         except InvalidEvent as e:
             raise click.ClickException(f"run {run}: {e}") from None
         click.echo(f"{kind} of p{proposal} r{stored.run}: event {stored.id}")
+
+
+@main.command("read-context")
+@click.pass_obj
+def read_context(folder: Folder):
+    """Check context.py and store its variables (names, titles, tags) in runs.sqlite.
+
+    Every problem of the file is printed, each naming the file, line and variable.
+    """
+    from .context_source import describe_file
+    from .step import same_interpreter
+
+    with folder.db() as db:
+        python = db.setting("context_python")
+        if not folder.paths.context_file.exists():
+            raise click.ClickException(f"no context file: {folder.paths.context_file}")
+        result = describe_file(folder.paths.context_file, folder.paths.root,
+                               None if same_interpreter(python) else python)
+        if not result["ok"]:
+            for problem in result["problems"]:
+                click.echo(problem, err=True)
+            raise click.ClickException(f"{folder.paths.context_file} has "
+                                       f"{len(result['problems'])} problem(s); nothing changed")
+        db.sync_variables(result["variables"])
+    saved = [v["name"] for v in result["variables"] if not v.get("transient")]
+    click.echo(f"{len(saved)} variables: {', '.join(saved)}")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--match", multiple=True, help="Only variables whose title contains this "
+              "(case-insensitive); repeatable.")
+@click.option("--var", "variables", multiple=True, help="Only this variable (exact name); "
+              "repeatable; wins over --match.")
+@click.option("--data", type=click.Choice(["raw", "proc", "all"]), default="all",
+              show_default=True, help="Which variables: raw, proc or all.")
+@click.pass_obj
+def reprocess(folder: Folder, runs, match, variables, data):
+    """Recompute variables for RUNS (numbers, ranges like 5-9, or 'all').
+
+    Blocks until done, with a progress bar. Exits 0 when every run was processed, even if
+    some variables failed (they are listed); non-zero when a run could not be processed.
+    """
+    from .backend import temporary_daemon
+    from .backfill import parse_runs, reprocess as run_backfill
+
+    with folder.db() as db:
+        proposal = db.proposal
+    try:
+        run_list = parse_runs(" ".join(runs))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="RUNS") from None
+    with temporary_daemon(folder.paths.root), click.progressbar(
+            length=1, label="Reprocessing", show_pos=True) as bar:
+        def progress(p):
+            bar.length = p.total
+            bar.label = f"Reprocessing ({p.status})"
+            bar.update(p.done - bar.pos)
+
+        try:
+            results = run_backfill(folder.paths.root, run_list, match=match, variables=variables,
+                                   data=data, progress=progress)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+    not_processed = []
+    for run, result in sorted(results.items()):
+        for name, error in sorted(result.failed.items()):
+            click.echo(f"r{run} {name}: failed: {error.splitlines()[0] if error else ''}")
+        if not result.names():
+            not_processed.append(run)
+    n_failed = sum(len(r.failed) for r in results.values())
+    click.echo(f"p{proposal}: {len(results) - len(not_processed)} of {len(results)} runs "
+               f"processed, {n_failed} variable failure(s)")
+    if not_processed:
+        raise click.ClickException(
+            f"not processed: {', '.join(f'r{r}' for r in not_processed)} "
+            f"(see process_logs/ and the Dagster UI)")
+
+
+@main.command()
+@click.option("--port", type=int, help="Port of the Dagster UI on 127.0.0.1 (default: free).")
+@click.pass_obj
+def listen(folder: Folder, port):
+    """Run the backend in the foreground: Dagster UI, daemon, event sources, reload."""
+    from .backend import run_forever
+    folder.db().close()  # a clear error if this is not a DAMNIT folder
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_forever(folder.paths.root, port=port)
+
+
+@main.command()
+@click.option("--port", type=int, help="Port of the Dagster UI on 127.0.0.1 (default: free).")
+@click.pass_obj
+def serve(folder: Folder, port):
+    """Start the backend under Supervisor (supervisord.conf in the folder)."""
+    from . import supervisor
+    folder.db().close()
+    port = port or _free_port()
+    command = [str(Path(sys.executable).parent / "damnit-dagster"), "--dir",
+               str(folder.paths.root), "listen", "--port", str(port)]
+    supervisor.start(folder.paths.root, command, env=_instance_env())
+    click.echo(supervisor.status(folder.paths.root))
+    click.echo(f"Dagster UI: http://127.0.0.1:{port} (supervisorctl -c "
+               f"{supervisor.config_path(folder.paths.root)} status damnit)")
+
+
+def _free_port() -> int:
+    from .backend import free_port
+    return free_port()
+
+
+def _instance_env() -> dict:
+    from .instance import dagster_home
+    return {"DAGSTER_HOME": str(dagster_home()),
+            **{k: os.environ[k] for k in ("EXTRA_DATA_DATA_ROOT", "XFEL_DATA_ROOT")
+               if k in os.environ}}
 
 
 def run():

@@ -55,6 +55,13 @@ def _name(text: str) -> str:
     return text.strip()
 
 
+def _brokers(text: str) -> str:
+    brokers = [b.strip() for b in text.split(",") if b.strip()]
+    if not brokers or not all(re.fullmatch(r"[\w.\-]+:\d+", b) for b in brokers):
+        raise SettingError(f"{text!r} is not a list of host:port Kafka brokers")
+    return ",".join(brokers)
+
+
 def _python(text: str) -> str:
     path = shutil.which(text) or text
     if not (Path(path).is_file() and os.access(path, os.X_OK)):
@@ -73,6 +80,8 @@ SETTINGS = {
     "context_python": (_python, "Python interpreter that evaluates the context file"),
     "concurrent_jobs": (_positive_int, "runs processed at the same time (default 15)"),
     "proposal": (_positive_int, "proposal number of this folder"),
+    "kafka_brokers": (_brokers, "Kafka brokers (host:port,...) announcing new data; unset: "
+                                "only the embedded event inbox"),
 }
 
 
