@@ -104,19 +104,32 @@ class Backend:
                 raise RuntimeError(f"{' '.join(p.args[:3])} exited with status {p.returncode}")
 
     def stop(self) -> None:
-        """Stop the threads, then the processes (SIGTERM, SIGKILL after 20 s)."""
+        """Stop the threads, then each process with its children (SIGTERM, SIGKILL after 20 s)."""
         self.stop_event.set()
         for p in reversed(self.processes):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+            _signal_group(p, signal.SIGTERM)
         for p in reversed(self.processes):
             try:
                 p.wait(20)
             except subprocess.TimeoutExpired:
-                p.kill()
+                _signal_group(p, signal.SIGKILL)
                 p.wait()
+            _signal_group(p, signal.SIGKILL)  # leftovers such as the code server's child
         for t in self.threads:
             t.join(10)
+
+
+def _signal_group(process: subprocess.Popen, signum) -> None:
+    """Signal the process group a backend process leads (it started its own session)."""
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _spawn(args, **kwargs) -> subprocess.Popen:
+    """Start a backend process in its own session, so stopping it stops its children."""
+    return subprocess.Popen([str(a) for a in args], start_new_session=True, **kwargs)
 
 
 def backend_env(damnit_dir: Path) -> dict:
@@ -138,16 +151,16 @@ def start(damnit_dir, *, port: int | None = None, watch_interval: float = 2.0) -
     stop_event, threads = threading.Event(), []
     backend = Backend(paths.root, port, processes, stop_event, threads)
     try:
-        processes.append(subprocess.Popen(
-            [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(code_port),
+        processes.append(_spawn(
+            [BIN / "dagster", "code-server", "start", "-h", "127.0.0.1", "-p", code_port,
              "-m", "damnit_dagster.definitions", "-a", "defs", "--location-name", LOCATION],
             env=env, cwd=paths.root))
         wait_for_port(code_port, processes[0], "the Dagster code server")
-        processes.append(subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1",
-             "-p", str(port)], env=env, cwd=paths.root))
-        processes.append(subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env=env, cwd=paths.root))
+        processes.append(_spawn(
+            [BIN / "dagster-webserver", "-w", workspace, "-h", "127.0.0.1", "-p", port],
+            env=env, cwd=paths.root))
+        processes.append(_spawn([BIN / "dagster-daemon", "run", "-w", workspace],
+                                env=env, cwd=paths.root))
         threads.append(threading.Thread(
             target=watch, name="context-watcher", daemon=True,
             args=(paths.root, backend.url, LOCATION),
@@ -192,17 +205,18 @@ def temporary_daemon(damnit_dir):
                          "      module_name: damnit_dagster.definitions\n"
                          f"      attribute: defs\n      location_name: {LOCATION}\n")
     with open(home / "reprocess-daemon.log", "ab") as log_file:
-        daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
-                                  env=env, cwd=paths.root, stdout=log_file, stderr=log_file)
+        daemon = _spawn([BIN / "dagster-daemon", "run", "-w", workspace],
+                        env=env, cwd=paths.root, stdout=log_file, stderr=log_file)
     try:
         yield
     finally:
-        daemon.send_signal(signal.SIGTERM)
+        _signal_group(daemon, signal.SIGTERM)
         try:
             daemon.wait(30)
         except subprocess.TimeoutExpired:
-            daemon.kill()
+            _signal_group(daemon, signal.SIGKILL)
             daemon.wait()
+        _signal_group(daemon, signal.SIGKILL)
 
 
 def run_forever(damnit_dir, *, port: int | None = None) -> None:

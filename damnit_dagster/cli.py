@@ -245,6 +245,21 @@ def serve(folder: Folder, port):
                f"{supervisor.config_path(folder.paths.root)} status damnit)")
 
 
+@main.command()
+@click.option("--workdir", type=click.Path(file_okay=False), default="demo", show_default=True,
+              help="Folder for the mock proposal, the DAMNIT folder and the Dagster instance "
+                   "(emptied first).")
+@click.option("--runs", type=click.IntRange(1, 100), default=6, show_default=True)
+@click.option("--port", type=int, help="Port of the Dagster UI on 127.0.0.1 (default: free).")
+@click.option("--keep-running", is_flag=True, help="Leave the backend running at the end.")
+def demo(workdir, runs, port, keep_running):
+    """Process a mock proposal end to end: events in, results in the table and the UI."""
+    from .demo import run_demo
+    if not run_demo(Path(workdir), runs=runs, port=port or _free_port(),
+                    keep_running=keep_running):
+        raise click.ClickException("not every run got its results in time")
+
+
 def _free_port() -> int:
     from .backend import free_port
     return free_port()
