@@ -1,0 +1,318 @@
+"""A run launcher that starts each Dagster run from a warm, pre-imported process.
+
+Dagster's default launcher asks the code server to *spawn* a fresh Python process per run,
+which imports Dagster, loads the code location and later the scientific stack (extra_data,
+xarray, h5py, EXtra components, matplotlib): 3 to 7 s on this machine before the first
+variable is evaluated. :class:`ForkServerRunLauncher` keeps one *zygote* process that has
+already imported all of that and forks a child per run. The child runs Dagster's standard
+run worker body (the one ``dagster api execute_run`` uses): it loads the code location
+from the run's origin (so a changed ``context.py`` is seen), reports "Started process for
+run", executes the run and writes its events and compute logs to the instance as usual.
+
+Dagster semantics kept: run status and events come from the run worker itself;
+``terminate`` sends SIGINT to the worker (Dagster turns it into a cancelled run, as the
+code server's termination does); run monitoring asks :meth:`check_run_worker_health`,
+which looks at the worker's pid (tagged on the run as ``damnit/worker``). The zygote is
+started on the first launch (or when the launcher is created, with ``prewarm: true``),
+restarted if it died, and exits when the launching process closes its pipe. Children stay
+in the zygote's process group, so stopping the backend's process group stops them too.
+
+Instance configuration (``dagster.yaml``)::
+
+    run_launcher:
+      module: damnit_dagster.launcher
+      class: ForkServerRunLauncher
+      config:
+        prewarm: true
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster._check as check
+from dagster._core.launcher.base import (
+    CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus)
+from dagster._serdes import ConfigurableClass, serialize_value
+from dagster._serdes.config_class import ConfigurableClassData
+
+log = logging.getLogger(__name__)
+
+#: Run tag holding ``"<pid>:<start time>"`` of the run's worker process.
+WORKER_TAG = "damnit/worker"
+#: What the zygote imports before forking (a module that fails to import is skipped).
+DEFAULT_PRELOAD = (
+    "dagster._cli.api", "dagster._core.execution.api", "damnit_dagster.definitions",
+    "context_loader.runner", "damnit_dagster.storage.writer", "extra_data", "xarray", "h5py",
+    "extra.components", "matplotlib.pyplot",
+)
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (tells a reused pid apart), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+# --------------------------------------------------------------------------- zygote side
+
+def _run_worker(run_id: str, instance_ref_json: str) -> int:
+    """In a forked child: Dagster's own run worker body for ``run_id``."""
+    from dagster import DagsterInstance
+    from dagster._cli.api import _execute_run_command_body
+    from dagster._serdes import deserialize_value
+    from dagster._utils.interrupts import capture_interrupts
+
+    with capture_interrupts():
+        with DagsterInstance.from_ref(deserialize_value(instance_ref_json)) as instance:
+            return _execute_run_command_body(run_id, instance, lambda event: None,
+                                             set_exit_code_on_failure=False)
+
+
+def _fork_run(request: dict) -> int:
+    """Fork a child that runs one Dagster run; returns its pid (in the zygote)."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:  # the child: a normal process again, then the run
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.close(_FDS[0])
+        os.close(_FDS[1])
+        code = _run_worker(request["run_id"], request["instance_ref"])
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+_FDS: list[int] = []
+
+
+def zygote_main(request_fd: int, answer_fd: int, preload: Sequence[str]) -> None:
+    """The zygote: import ``preload``, then fork a run worker per request line.
+
+    Requests arrive as JSON lines on ``request_fd`` (``{"run_id", "instance_ref"}``); each
+    answer is a JSON line on ``answer_fd`` (``{"pid", "start"}`` or ``{"error"}``). Exits
+    at end of input.
+    """
+    _FDS[:] = [request_fd, answer_fd]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)      # a Ctrl-C is for the runs, not us
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # finished children are reaped by the kernel
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # an optional module missing here: fork without it
+            print(f"damnit_dagster.launcher: not preloading {name}: {e}", file=sys.stderr)
+    requests, answers = os.fdopen(request_fd, "r"), os.fdopen(answer_fd, "w")
+    answers.write(json.dumps({"ready": os.getpid()}) + "\n")
+    answers.flush()
+    for line in requests:
+        try:
+            pid = _fork_run(json.loads(line))
+            answer = {"pid": pid, "start": process_start_time(pid)}
+        except Exception as e:
+            answer = {"error": f"{type(e).__name__}: {e}"}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
+
+# --------------------------------------------------------------------------- launcher side
+
+class Zygote:
+    """A running zygote process and its two pipes (used under the launcher's lock)."""
+
+    def __init__(self, python: str, preload: Sequence[str], start_timeout: float):
+        req_r, self._req_w = os.pipe()
+        self._ans_r, ans_w = os.pipe()
+        cmd = [python, "-m", "damnit_dagster.launcher", "--zygote", str(req_r), str(ans_w),
+               *preload]
+        self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(),
+                                        pass_fds=(req_r, ans_w))
+        os.close(req_r)
+        os.close(ans_w)
+        self._requests = os.fdopen(self._req_w, "w")
+        self._answers = os.fdopen(self._ans_r, "r")
+        self.python = python
+        self._start_timeout = start_timeout
+        self.ready = False
+
+    def _read(self, timeout: float) -> dict:
+        ready, _, _ = select.select([self._answers], [], [], timeout)
+        line = self._answers.readline() if ready else ""
+        if not line:
+            raise RuntimeError(f"the run worker zygote ({self.python}) "
+                               + ("exited" if ready else f"did not answer within {timeout:.0f} s")
+                               + f" (status {self.process.poll()})")
+        return json.loads(line)
+
+    def fork(self, run_id: str, instance_ref_json: str) -> dict:
+        """Ask for a run worker; returns ``{"pid", "start"}``."""
+        if not self.ready:
+            self._read(self._start_timeout)
+            self.ready = True
+        self._requests.write(json.dumps({"run_id": run_id, "instance_ref": instance_ref_json})
+                             + "\n")
+        self._requests.flush()
+        answer = self._read(60)
+        if "error" in answer:
+            raise RuntimeError(f"the run worker zygote could not fork: {answer['error']}")
+        return answer
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        for f in (self._requests, self._answers):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class ForkServerRunLauncher(RunLauncher, ConfigurableClass):
+    """Launch each run as a fork of a warm process that already imported everything."""
+
+    def __init__(self, inst_data: ConfigurableClassData | None = None, *,
+                 preload: Sequence[str] = DEFAULT_PRELOAD, prewarm: bool = False,
+                 start_timeout: float = 180):
+        self._inst_data = inst_data
+        self._preload = tuple(preload)
+        self._start_timeout = start_timeout
+        self._zygotes: dict[str, Zygote] = {}
+        self._lock = threading.Lock()
+        super().__init__()
+        if prewarm:
+            threading.Thread(target=self._warm, args=(sys.executable,), daemon=True).start()
+
+    # -- configuration
+    @property
+    def inst_data(self) -> ConfigurableClassData | None:
+        return self._inst_data
+
+    @classmethod
+    def config_type(cls):
+        from dagster import Array, Field, Noneable
+
+        return {
+            "preload": Field(Noneable(Array(str)), is_required=False,
+                             description="Modules the warm process imports (default: Dagster, "
+                                         "damnit_dagster, context_loader and the science stack)."),
+            "prewarm": Field(bool, is_required=False, default_value=False,
+                             description="Start the warm process when the launcher is created "
+                                         "instead of at the first launch."),
+            "start_timeout": Field(float, is_required=False, default_value=180.0),
+        }
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]):
+        config = dict(config_value)
+        if config.get("preload") is None:
+            config.pop("preload", None)
+        return cls(inst_data=inst_data, **config)
+
+    # -- zygotes
+    def _zygote(self, python: str) -> Zygote:
+        zygote = self._zygotes.get(python)
+        if zygote is None or not zygote.alive():
+            if zygote is not None:
+                log.warning("Run worker zygote for %s exited (%s); starting a new one", python,
+                            zygote.process.returncode)
+                zygote.close()
+            zygote = self._zygotes[python] = Zygote(python, self._preload, self._start_timeout)
+        return zygote
+
+    def _warm(self, python: str) -> None:
+        with self._lock:
+            zygote = self._zygote(python)
+            try:
+                if not zygote.ready:
+                    zygote._read(self._start_timeout)
+                    zygote.ready = True
+            except RuntimeError as e:
+                log.warning("%s", e)
+
+    # -- RunLauncher
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        origin = check.not_none(run.job_code_origin, f"run {run.run_id} has no code origin")
+        instance_ref = serialize_value(check.not_none(self._instance.get_ref()))
+        t0 = time.perf_counter()
+        with self._lock:
+            try:
+                worker = self._zygote(origin.executable_path).fork(run.run_id, instance_ref)
+            except RuntimeError:  # a zygote that died between runs: one fresh attempt
+                self._zygotes.pop(origin.executable_path).close()
+                worker = self._zygote(origin.executable_path).fork(run.run_id, instance_ref)
+        self._instance.add_run_tags(run.run_id, {WORKER_TAG: f"{worker['pid']}:{worker['start']}"})
+        self._instance.report_engine_event(
+            f"Forked run worker (pid {worker['pid']}) from the warm process in "
+            f"{time.perf_counter() - t0:.2f} s.", run, cls=self.__class__)
+
+    def _worker(self, run_id: str) -> tuple[int, str] | None:
+        run = self._instance.get_run_by_id(run_id)
+        tag = run.tags.get(WORKER_TAG) if run else None
+        if not tag:
+            return None
+        pid, start = tag.split(":", 1)
+        return int(pid), start
+
+    def _alive(self, worker: tuple[int, str]) -> bool:
+        return process_start_time(worker[0]) == worker[1]
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if not run or run.is_finished:
+            return False
+        self._instance.report_run_canceling(run)
+        worker = self._worker(run_id)
+        if worker is None or not self._alive(worker):
+            self._instance.report_engine_event(
+                "Run worker not found; it may have exited already.", run, cls=self.__class__)
+            return False
+        os.kill(worker[0], signal.SIGINT)   # Dagster's interrupt: the run ends as CANCELED
+        return True
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run) -> CheckRunHealthResult:
+        worker = self._worker(run.run_id)
+        if worker is None:
+            return CheckRunHealthResult(WorkerStatus.NOT_FOUND, "no run worker recorded")
+        if self._alive(worker):
+            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(worker[0]))
+        return CheckRunHealthResult(WorkerStatus.FAILED,
+                                    f"run worker process {worker[0]} is gone",
+                                    run_worker_id=str(worker[0]))
+
+    def dispose(self) -> None:
+        with self._lock:
+            for zygote in self._zygotes.values():
+                zygote.close()   # the zygote exits at end of input; its runs carry on
+            self._zygotes.clear()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["--zygote"] or len(sys.argv) < 4:
+        sys.exit("usage: python -m damnit_dagster.launcher --zygote REQUEST_FD ANSWER_FD [MODULE...]")
+    zygote_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])
