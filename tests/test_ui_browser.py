@@ -20,6 +20,11 @@ from pathlib import Path
 import pytest
 import requests
 
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:      # reported by require_browser()
+    expect = sync_playwright = None
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,6 +80,9 @@ SAVED = {"xgm_intensity", "xgm_std", "n_trains", "image", "image_mean", "scan_mo
 # The annotated dependencies as lineage; n_trains reaches xgm_intensity through a transient.
 EDGES = {("xgm_intensity", "xgm_std"), ("xgm_intensity", "n_trains"), ("image", "image_mean")}
 RUNS = (1, 3)   # run 1 is no scan (scan_motor skipped), run 3 is one
+PARTITIONS = 4  # runs 1-4 of the mock proposal
+# Runs whose partition each variable materialised: broken never, scan_motor for run 3 only.
+MATERIALISED = {name: len(RUNS) for name in SAVED} | {"scan_motor": 1, "broken": 0}
 
 # Each drawn edge of the lineage graph as (source, target) asset names: edges are SVG paths
 # whose ends touch the node cards (foreignObjects) they connect.
@@ -100,20 +108,12 @@ def require_browser():
     """Skip (fail under CI) when Chromium or Playwright is not installed."""
     missing = [what for what, ok in (
         (CHROMIUM, os.access(CHROMIUM, os.X_OK)),
-        ("playwright", _importable("playwright.sync_api"))) if not ok]
+        ("playwright", sync_playwright is not None)) if not ok]
     if missing:
         msg = f"{', '.join(missing)} not installed: run scripts/install_browser.sh"
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
-
-
-def _importable(module):
-    try:
-        __import__(module)
-        return True
-    except ImportError:
-        return False
 
 
 def free_port():
@@ -206,8 +206,6 @@ def ui(tmp_path_factory, mock_proposal):
 
 @pytest.fixture(scope="module")
 def browser(ui):
-    from playwright.sync_api import sync_playwright
-
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -221,6 +219,7 @@ def page(browser, ui):
     """A fresh tab; ``page.open(path)`` loads a UI path."""
     tab = browser.new_page(viewport={"width": 1440, "height": 960})
     tab.set_default_timeout(30_000)
+    expect.set_options(timeout=30_000)
     tab.open = lambda path: tab.goto(ui[0] + path)
     yield tab
     tab.close()
@@ -244,23 +243,54 @@ def field_value(page, label):
         .removeprefix(label).strip()
 
 
+def asset_link(page, name):
+    """The catalog's link to variable ``name`` (exactly, not a longer name)."""
+    return page.locator(f'a[href="/assets/p1234/{name}"]')
+
+
 def test_catalog_lists_every_saved_variable_as_an_asset(page):
     page.open("/assets")
-    page.get_by_role("link").filter(has_text="p1234 / xgm_std").first.wait_for()
+    rows = page.locator('[class*="VirtualizedAssetRow_rowGrid"]')
+    for name in SAVED:
+        row = rows.filter(has=asset_link(page, name))
+        expect(row).to_contain_text(f"{PARTITIONS} partitions")    # statuses loaded
     shot(page, "catalog")
     listed = {m.group(1) for text in page.get_by_role("link").all_inner_texts()
               if (m := re.match(r"p1234 / (\S+)", text))}
     assert listed == SAVED | {"context.py"}      # the transient xgm_trains is no asset
+    for name in SAVED:
+        row = rows.filter(has=asset_link(page, name))
+        counts = row.locator('[role="img"][aria-label^="partition_"]').evaluate_all(
+            "icons => icons.map(i => [i.getAttribute('aria-label'), i.parentElement.innerText])")
+        first = {}
+        for label, count in counts:          # materialised, missing, failed (in this order)
+            first.setdefault(label, PARTITIONS if count == "All" else int(count))
+        assert first == {"partition_success": MATERIALISED[name],
+                         "partition_missing": PARTITIONS - MATERIALISED[name],
+                         "partition_failure": 0}, name
+    # the variable's title is its description
+    expect(rows.filter(has=asset_link(page, "xgm_std"))).to_contain_text("XGM spread")
 
 
 def test_lineage_graph_draws_the_annotated_dependencies(page):
+    page.set_viewport_size({"width": 1440, "height": 1500})   # the whole graph in view
     page.open("/asset-groups")
-    page.locator('foreignObject [data-tooltip="image_mean"]').wait_for()
+    for name in SAVED:
+        card = page.locator("foreignObject").filter(has=page.locator(f'[data-tooltip="{name}"]'))
+        filled = round(100 * MATERIALISED[name] / PARTITIONS)
+        expect(card).to_contain_text(f"{filled}% filled")
     shot(page, "lineage")
     names = set(page.locator('foreignObject [class*="AssetNode_assetName"] [data-tooltip]')
                 .evaluate_all("els => els.map(e => e.dataset.tooltip)"))
     assert names == SAVED | {"context.py"}
     assert {tuple(edge) for edge in page.evaluate(EDGES_JS)} == EDGES
+    # the check row marks the failed variable red and the skipped one yellow
+    icons = {name: set(page.locator("foreignObject").filter(
+                 has=page.locator(f'[data-tooltip="{name}"]')).locator('[role="img"]')
+                 .evaluate_all("els => els.map(e => e.getAttribute('aria-label'))"))
+             for name in ("broken", "scan_motor", "xgm_std")}
+    assert "close" in icons["broken"] and "warning_outline" in icons["scan_motor"], icons
+    assert "done" in icons["xgm_std"] and not {"close", "warning_outline"} & icons["xgm_std"]
 
 
 def test_partition_shows_summary_value_and_image_preview(page, ui):
@@ -272,7 +302,7 @@ def test_partition_shows_summary_value_and_image_preview(page, ui):
     assert summary == pytest.approx(Damnit(ui[1])[3, "xgm_intensity"].summary())
     assert metadata_value(page, "units") == "uJ"
     assert metadata_value(page, "title") == "XGM intensity"
-    assert page.get_by_text("Materialized (2)").is_visible()    # runs 1 and 3 of 4
+    expect(page.get_by_text(f"Materialized ({len(RUNS)})")).to_be_visible()   # of 4 runs
 
     page.open("/assets/p1234/image?view=partitions&partition=3")
     assert metadata_value(page, "preview") == "[Show Markdown]"
