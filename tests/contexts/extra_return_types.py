@@ -2,6 +2,7 @@
 check against DAMNIT 0.4.0 (tests/test_equivalence_damnit.py appends this file to
 benchmarks/contexts/context_25vars.py)."""
 import numpy as np
+import pandas as pd
 import xarray as xr
 from damnit_ctx import Variable, Cell
 from extra.components import XGM
@@ -89,3 +90,138 @@ def summary_string(run, n: "meta#run_number"):
 @Variable(title="Photon energy (mean) [keV]", summary="mean")
 def photon_energy_units(run):
     return XGM(run).photon_energy(with_units=False)
+
+
+# --- more return types: pandas, previews, NaN/inf, edge dtypes, unsavable values ---
+
+
+@Variable(title="Series")
+def series(run):
+    return pd.Series([1.0, 2.0, 3.5], name="s")
+
+
+@Variable(title="Frame")
+def frame(run):
+    return pd.DataFrame({"a": [1, 2], "b": [0.5, 1.5]})
+
+
+@Variable(title="Preview DA")
+def preview_da(run):
+    return Cell(np.arange(24.0).reshape(2, 3, 4), preview=xr.DataArray(np.arange(5.0), dims="x", name="p"))
+
+
+@Variable(title="Preview fig")
+def preview_fig(run):
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(2, 2)); fig.add_subplot().plot([1, 2, 3])
+    return Cell(np.arange(6.0), preview=fig)
+
+
+@Variable(title="NaN")
+def nan_value(run):
+    return float("nan")
+
+
+@Variable(title="Inf")
+def inf_value(run):
+    return float("inf")
+
+
+@Variable(title="NaN array", summary="mean")
+def nan_array(run):
+    return np.array([np.nan, 1.0, 3.0])
+
+
+@Variable(title="Bool array")
+def bool_array(run):
+    return np.array([True, False, True])
+
+
+@Variable(title="Int sum", summary="sum")
+def int_sum(run):
+    return np.arange(10)
+
+
+@Variable(title="String list")
+def string_list(run):
+    return ["a", "b"]
+
+
+@Variable(title="0d")
+def zero_d(run):
+    return np.array(3.25)
+
+
+@Variable(title="Slash name")
+def slash_name(run):
+    return xr.DataArray(np.arange(3.0), dims="x", name="a/b", attrs={"units": "mm", "note": "hi"})
+
+
+@Variable(title="Dataset attrs")
+def ds_attrs(run):
+    return xr.Dataset({"v": ("t", np.arange(4))}, coords={"t": np.arange(4) * 2}, attrs={"source": "x"})
+
+
+@Variable(title="Empty array")
+def empty_array(run):
+    return np.array([])
+
+
+@Variable(title="Summary only")
+def summary_only(run):
+    return Cell(None, summary_value="just text")
+
+
+@Variable(title="np bool")
+def np_bool(run):
+    return np.bool_(False)
+
+
+@Variable(title="Huge int")
+def huge_int(run):
+    return 2**70
+
+
+@Variable(title="Bytes")
+def bytes_value(run):
+    return b"raw bytes"
+
+
+@Variable(title="Tuple")
+def tuple_value(run):
+    return (1, 2, 3)
+
+
+@Variable(title="Datetime")
+def datetime_value(run):
+    return np.array(["2024-01-01"], dtype="datetime64[ns]")
+
+
+@Variable(title="Unicode")
+def unicode_value(run):
+    return "µJ – ünïcödé"
+
+
+@Variable(title="Int 2D")
+def int_2d(run):
+    return np.arange(12, dtype=np.int16).reshape(3, 4)
+
+
+@Variable(title="Complex array")
+def complex_array(run):
+    return np.array([1 + 2j, 3 - 1j])
+
+
+@Variable(title="DA 3D")
+def da_3d(run):
+    return xr.DataArray(np.zeros((2, 3, 4)), dims=("a", "b", "c"))
+
+
+@Variable(title="RGB image")
+def rgb_image(run):
+    return np.zeros((10, 12, 3), dtype=np.uint8)
+
+
+@Variable(title="Float32 scalar summary", summary="max")
+def f32(run):
+    return xr.DataArray(np.array([1.5, 2.5], dtype=np.float32), dims="x")
