@@ -81,9 +81,13 @@ def context_text() -> str:
     return "\n\n".join(p.read_text() for p in parts)
 
 
+def damnit_env() -> dict:
+    """DAMNIT without Kafka (stub producer) and with headless matplotlib."""
+    return os.environ | {"AMORE_BROKER": "none", "MPLBACKEND": "Agg"}
+
+
 def damnit_cli(*args, cwd):
-    env = os.environ | {"AMORE_BROKER": "none", "MPLBACKEND": "Agg"}
-    proc = subprocess.run([str(DAMNIT_CLI), *map(str, args)], cwd=cwd, env=env,
+    proc = subprocess.run([str(DAMNIT_CLI), *map(str, args)], cwd=cwd, env=damnit_env(),
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"damnit {' '.join(map(str, args))}:\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -119,9 +123,9 @@ def stores(mock_proposal, tmp_path_factory):
     damnit_cli("init", theirs, "--proposal", PROPOSAL, "--context", context, cwd=tmp)
     damnit_cli("db-config", "context_python", sys.executable, cwd=theirs)
     log = open(tmp / "damnit-reprocess.log", "w")
-    env = os.environ | {"AMORE_BROKER": "none", "MPLBACKEND": "Agg"}
     reprocess = subprocess.Popen([str(DAMNIT_CLI), "reprocess", "--direct", *map(str, RUNS)],
-                                 cwd=theirs, env=env, stdout=log, stderr=subprocess.STDOUT)
+                                 cwd=theirs, env=damnit_env(), stdout=log,
+                                 stderr=subprocess.STDOUT)
     try:
         store_ours(ours, context, RUNS)
     finally:
