@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from filelock import FileLock, Timeout
 
 from .events.inbox import EventInbox
 from .events.kafka import run_bridge
-from .instance import dagster_home, inbox_path
+from .instance import dagster_home, inbox_path, prepare_instance
 from .reload import watch
 from .storage.database import DamnitDB
 from .storage.layout import DamnitPaths
@@ -79,6 +80,7 @@ class Backend:
     processes: list[subprocess.Popen]
     stop_event: threading.Event
     threads: list[threading.Thread]
+    lock: FileLock
 
     @property
     def url(self) -> str:
@@ -117,6 +119,7 @@ class Backend:
             _signal_group(p, signal.SIGKILL)  # leftovers such as the code server's child
         for t in self.threads:
             t.join(10)
+        self.lock.release()
 
 
 def _signal_group(process: subprocess.Popen, signum) -> None:
@@ -143,13 +146,19 @@ def start(damnit_dir, *, port: int | None = None, watch_interval: float = 2.0) -
     with DamnitDB(paths.db_file) as db:
         proposal = db.proposal
         brokers = db.metameta.get("kafka_brokers")
-    home = dagster_home()
+    home = prepare_instance()
     env = backend_env(paths.root)
     code_port, port = free_port(), port or free_port()
     workspace = write_workspace(home, code_port)
     processes: list[subprocess.Popen] = []
     stop_event, threads = threading.Event(), []
-    backend = Backend(paths.root, port, processes, stop_event, threads)
+    lock = backend_lock()
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RuntimeError(f"a backend already runs on the Dagster instance {home} "
+                           f"(lock {lock.lock_file})") from None
+    backend = Backend(paths.root, port, processes, stop_event, threads, lock)
     try:
         processes.append(_spawn(
             [BIN / "dagster", "code-server", "start", "-h", "127.0.0.1", "-p", code_port,
@@ -178,13 +187,9 @@ def start(damnit_dir, *, port: int | None = None, watch_interval: float = 2.0) -
     return backend
 
 
-def daemon_running(max_age: float = 60) -> bool:
-    """True when a Dagster daemon of this instance sent a heartbeat recently."""
-    import dagster as dg
-
-    with dg.DagsterInstance.get() as instance:
-        beats = instance.get_daemon_heartbeats()
-    return any(time.time() - beat.timestamp < max_age for beat in beats.values())
+def backend_lock() -> FileLock:
+    """Held by a running backend (``listen``) for its whole life, in ``DAGSTER_HOME``."""
+    return FileLock(dagster_home() / "backend.lock")
 
 
 @contextlib.contextmanager
@@ -195,9 +200,12 @@ def temporary_daemon(damnit_dir):
     is started for the duration of the block (it loads the code location itself).
     """
     paths = DamnitPaths(damnit_dir)
-    home = dagster_home()
+    home = prepare_instance()
     env = backend_env(paths.root)
-    if daemon_running():
+    lock = backend_lock()
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:  # a backend is running: its daemon does the work
         yield
         return
     workspace = home / "workspace-module.yaml"
@@ -217,6 +225,7 @@ def temporary_daemon(damnit_dir):
             _signal_group(daemon, signal.SIGKILL)
             daemon.wait()
         _signal_group(daemon, signal.SIGKILL)
+        lock.release()
 
 
 def run_forever(damnit_dir, *, port: int | None = None) -> None:

@@ -58,6 +58,12 @@ def find_proposal_dir(proposal: int) -> Path:
         raise click.ClickException(f"proposal {proposal} not found under {root}: {e}") from None
 
 
+def runs_with_raw_data(proposal: int) -> set[int]:
+    """Run numbers with a ``raw/rNNNN`` folder in the proposal (as DAMNIT's reprocess checks)."""
+    raw = find_proposal_dir(proposal) / "raw"
+    return {int(p.name[1:]) for p in raw.glob("r[0-9]*") if p.name[1:].isdigit()}
+
+
 @main.command()
 @click.argument("proposal", type=int, required=False)
 @click.pass_obj
@@ -76,6 +82,10 @@ def proposal(folder: Folder, proposal):
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"{folder.paths.root}: proposal {proposal}")
+    try:
+        sync_context(folder)
+    except click.ClickException as e:  # the database is there; the file needs fixing
+        click.echo(f"warning: {e.message}", err=True)
 
 
 @main.command()
@@ -141,12 +151,11 @@ def event(folder: Folder, kind, runs):
         click.echo(f"{kind} of p{proposal} r{stored.run}: event {stored.id}")
 
 
-@main.command("read-context")
-@click.pass_obj
-def read_context(folder: Folder):
-    """Check context.py and store its variables (names, titles, tags) in runs.sqlite.
+def sync_context(folder: Folder) -> list[str]:
+    """Load context.py (in the folder's context_python) and store its variables in
+    runs.sqlite, as DAMNIT's read-context does; returns the saved variables' names.
 
-    Every problem of the file is printed, each naming the file, line and variable.
+    Raises a ClickException listing every problem of the file, which changes nothing.
     """
     from .context_source import describe_file
     from .step import same_interpreter
@@ -163,7 +172,17 @@ def read_context(folder: Folder):
             raise click.ClickException(f"{folder.paths.context_file} has "
                                        f"{len(result['problems'])} problem(s); nothing changed")
         db.sync_variables(result["variables"])
-    saved = [v["name"] for v in result["variables"] if not v.get("transient")]
+    return [v["name"] for v in result["variables"] if not v.get("transient")]
+
+
+@main.command("read-context")
+@click.pass_obj
+def read_context(folder: Folder):
+    """Check context.py and store its variables (names, titles, tags) in runs.sqlite.
+
+    Every problem of the file is printed, each naming the file, line and variable.
+    """
+    saved = sync_context(folder)
     click.echo(f"{len(saved)} variables: {', '.join(saved)}")
 
 
@@ -185,12 +204,24 @@ def reprocess(folder: Folder, runs, match, variables, data):
     from .backend import temporary_daemon
     from .backfill import parse_runs, reprocess as run_backfill
 
+    sync_context(folder)  # like DAMNIT's --update-vars: the table knows every variable
     with folder.db() as db:
         proposal = db.proposal
+        known = {r for (r,) in db.conn.execute(
+            "SELECT run FROM run_info WHERE proposal = ?", (proposal,))}
     try:
         run_list = parse_runs(" ".join(runs))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="RUNS") from None
+    raw_runs = runs_with_raw_data(proposal)
+    if run_list == "all":  # every run we know of, and every run whose raw data is there
+        run_list = sorted(known | raw_runs)
+    no_data = [r for r in run_list if r not in raw_runs]
+    for run in no_data:
+        click.echo(f"r{run}: skipped, no raw data in the proposal folder", err=True)
+    run_list = [r for r in run_list if r in raw_runs]
+    if not run_list:
+        raise click.ClickException("no run to reprocess has raw data")
     with temporary_daemon(folder.paths.root), click.progressbar(
             length=1, label="Reprocessing", show_pos=True) as bar:
         def progress(p):
@@ -203,18 +234,19 @@ def reprocess(folder: Folder, runs, match, variables, data):
                                    data=data, progress=progress)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
-    not_processed = []
+    not_processed = list(no_data)
     for run, result in sorted(results.items()):
         for name, error in sorted(result.failed.items()):
-            click.echo(f"r{run} {name}: failed: {error.splitlines()[0] if error else ''}")
+            click.echo(f"r{run} {name}: {error.splitlines()[0] if error else 'failed'}")
         if not result.names():
             not_processed.append(run)
     n_failed = sum(len(r.failed) for r in results.values())
-    click.echo(f"p{proposal}: {len(results) - len(not_processed)} of {len(results)} runs "
+    total = len(results) + len(no_data)
+    click.echo(f"p{proposal}: {total - len(not_processed)} of {total} runs "
                f"processed, {n_failed} variable failure(s)")
     if not_processed:
         raise click.ClickException(
-            f"not processed: {', '.join(f'r{r}' for r in not_processed)} "
+            f"not processed: {', '.join(f'r{r}' for r in sorted(not_processed))} "
             f"(see process_logs/ and the Dagster UI)")
 
 

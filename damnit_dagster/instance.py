@@ -25,6 +25,19 @@ def dagster_home() -> Path:
     return home
 
 
+def prepare_instance() -> Path:
+    """Create the instance's storage once, before several processes open it at the same
+    time (a daemon and a CLI creating a fresh SQLite storage together race on its tables)."""
+    import dagster as dg
+    from filelock import FileLock
+
+    home = dagster_home()
+    with FileLock(home / ".prepare.lock"):
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.get_dynamic_partitions("damnit_dagster_storage_check")
+    return home
+
+
 def inbox_path() -> Path:
     """The event inbox shared by the Kafka bridge, ``damnit-dagster event`` and the sensor."""
     return dagster_home() / "damnit_events.sqlite"
