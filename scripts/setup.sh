@@ -15,3 +15,5 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
+# Debian's Chromium (and Playwright driving it) for the UI test; quick when present.
+bash scripts/install_browser.sh
