@@ -6,7 +6,8 @@ Dagster's sensor daemon evaluates sensors at most every 5 s whatever their
 so a new-data event would wait 2.5 s on average before its run is even requested. This
 entry point sets that loop time to ``$DAMNIT_SENSOR_LOOP_SECONDS`` (default
 :data:`SENSOR_LOOP_SECONDS`) and then runs the stock ``dagster-daemon`` command with the
-same arguments; everything else is Dagster's. An idle tick costs one gRPC call to the code
+same arguments; everything else is Dagster's. With the fork-server run launcher
+configured, its warm process is started here too (:func:`prewarm_run_workers`). An idle tick costs one gRPC call to the code
 server and one skipped-tick row (purged after a day, see ``retention`` in dagster.yaml).
 """
 from __future__ import annotations
@@ -27,8 +28,23 @@ def main() -> int:
         print("damnit_dagster.daemon: this Dagster has no MIN_INTERVAL_LOOP_TIME; "
               "running with its default sensor loop", file=sys.stderr)
     sensor_daemon.MIN_INTERVAL_LOOP_TIME = loop
+    prewarm_run_workers()
     sys.argv[0] = "dagster-daemon"
     return dagster_daemon()
+
+
+def prewarm_run_workers() -> None:
+    """With :class:`~damnit_dagster.launcher.ForkServerRunLauncher` configured, start its
+    warm process now rather than at the first run."""
+    import dagster as dg
+
+    from .launcher import ForkServerRunLauncher
+
+    if not os.environ.get("DAGSTER_HOME"):
+        return
+    instance = dg.DagsterInstance.get()
+    if isinstance(instance.run_launcher, ForkServerRunLauncher):
+        instance.run_launcher.prewarm()
 
 
 if __name__ == "__main__":

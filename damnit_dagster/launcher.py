@@ -13,8 +13,9 @@ Dagster semantics kept: run status and events come from the run worker itself;
 ``terminate`` sends SIGINT to the worker (Dagster turns it into a cancelled run, as the
 code server's termination does); run monitoring asks :meth:`check_run_worker_health`,
 which looks at the worker's pid (tagged on the run as ``damnit/worker``). The zygote is
-started on the first launch (or when the launcher is created, with ``prewarm: true``),
-restarted if it died, and exits when the launching process closes its pipe. Children stay
+started on the first launch (``python -m damnit_dagster.daemon`` starts it with the
+daemon, see :meth:`ForkServerRunLauncher.prewarm`), restarted if it died, and exits when
+the launching process exits. Children stay
 in the zygote's process group, so stopping the backend's process group stops them too.
 
 Instance configuration (``dagster.yaml``)::
@@ -22,11 +23,10 @@ Instance configuration (``dagster.yaml``)::
     run_launcher:
       module: damnit_dagster.launcher
       class: ForkServerRunLauncher
-      config:
-        prewarm: true
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import logging
@@ -52,8 +52,10 @@ log = logging.getLogger(__name__)
 WORKER_TAG = "damnit/worker"
 #: What the zygote imports before forking (a module that fails to import is skipped).
 DEFAULT_PRELOAD = (
-    "dagster._cli.api", "dagster._core.execution.api", "damnit_dagster.definitions",
-    "context_loader.runner", "damnit_dagster.storage.writer", "extra_data", "xarray", "h5py",
+    "dagster._cli.api", "dagster._core.execution.api", "dagster._core.executor.in_process",
+    "dagster._core.execution.plan.execute_plan", "dagster._daemon.monitoring",
+    "damnit_dagster.definitions", "damnit_ctx", "context_loader.runner",
+    "damnit_dagster.storage.writer", "extra_data", "xarray", "h5py", "h5netcdf",
     "extra.components", "matplotlib.pyplot",
 )
 
@@ -107,12 +109,47 @@ def _fork_run(request: dict) -> int:
 _FDS: list[int] = []
 
 
+def _cache_alembic_scripts() -> None:
+    """Read each Alembic script directory once in this process.
+
+    Opening a Dagster SQLite storage compares the database's schema revision with the head
+    of Dagster's migration scripts, and Alembic finds that head by executing all ~90
+    migration files again, for each of the three storages: ~0.5 to 1 s per run worker. The
+    scripts are part of the installed Dagster and cannot change while this process lives,
+    so their parsed directory is kept (children forked from here inherit it).
+    """
+    from alembic.script import ScriptDirectory
+
+    original = ScriptDirectory.from_config.__func__
+    cache: dict = {}
+
+    def from_config(cls, config):
+        key = config.get_main_option("script_location")
+        if key not in cache:
+            cache[key] = original(cls, config)
+        return cache[key]
+
+    ScriptDirectory.from_config = classmethod(from_config)
+
+
+def _warm_up(instance_ref_json: str) -> None:
+    """Open the instance once (importing its storages, compute log manager...) and close it
+    again, so that no connection is shared with the children."""
+    from dagster import DagsterInstance
+    from dagster._serdes import deserialize_value
+
+    _cache_alembic_scripts()
+    with DagsterInstance.from_ref(deserialize_value(instance_ref_json)) as instance:
+        instance.get_run_records(limit=1)
+        instance.compute_log_manager  # noqa: B018 - imported and configured here
+
+
 def zygote_main(request_fd: int, answer_fd: int, preload: Sequence[str]) -> None:
     """The zygote: import ``preload``, then fork a run worker per request line.
 
-    Requests arrive as JSON lines on ``request_fd`` (``{"run_id", "instance_ref"}``); each
-    answer is a JSON line on ``answer_fd`` (``{"pid", "start"}`` or ``{"error"}``). Exits
-    at end of input.
+    The first line on ``request_fd`` is ``{"warm_up": instance_ref}``; then each request
+    is a JSON line ``{"run_id", "instance_ref"}`` answered on ``answer_fd`` with
+    ``{"pid", "start"}`` or ``{"error"}``. Exits at end of input.
     """
     _FDS[:] = [request_fd, answer_fd]
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # a Ctrl-C is for the runs, not us
@@ -123,6 +160,15 @@ def zygote_main(request_fd: int, answer_fd: int, preload: Sequence[str]) -> None
         except Exception as e:  # an optional module missing here: fork without it
             print(f"damnit_dagster.launcher: not preloading {name}: {e}", file=sys.stderr)
     requests, answers = os.fdopen(request_fd, "r"), os.fdopen(answer_fd, "w")
+    first = requests.readline()
+    if not first:
+        return
+    try:
+        _warm_up(json.loads(first)["warm_up"])
+    except Exception as e:  # the children will meet the problem again and report it
+        print(f"damnit_dagster.launcher: warm-up failed: {type(e).__name__}: {e}", file=sys.stderr)
+    gc.collect()
+    gc.freeze()   # the preloaded objects are never collected: children keep them shared
     answers.write(json.dumps({"ready": os.getpid()}) + "\n")
     answers.flush()
     for line in requests:
@@ -140,7 +186,8 @@ def zygote_main(request_fd: int, answer_fd: int, preload: Sequence[str]) -> None
 class Zygote:
     """A running zygote process and its two pipes (used under the launcher's lock)."""
 
-    def __init__(self, python: str, preload: Sequence[str], start_timeout: float):
+    def __init__(self, python: str, preload: Sequence[str], instance_ref_json: str,
+                 start_timeout: float):
         req_r, self._req_w = os.pipe()
         self._ans_r, ans_w = os.pipe()
         cmd = [python, "-m", "damnit_dagster.launcher", "--zygote", str(req_r), str(ans_w),
@@ -151,6 +198,8 @@ class Zygote:
         os.close(ans_w)
         self._requests = os.fdopen(self._req_w, "w")
         self._answers = os.fdopen(self._ans_r, "r")
+        self._requests.write(json.dumps({"warm_up": instance_ref_json}) + "\n")
+        self._requests.flush()
         self.python = python
         self._start_timeout = start_timeout
         self.ready = False
@@ -164,11 +213,15 @@ class Zygote:
                                + f" (status {self.process.poll()})")
         return json.loads(line)
 
-    def fork(self, run_id: str, instance_ref_json: str) -> dict:
-        """Ask for a run worker; returns ``{"pid", "start"}``."""
+    def wait_ready(self) -> None:
+        """Wait until the zygote has imported everything."""
         if not self.ready:
             self._read(self._start_timeout)
             self.ready = True
+
+    def fork(self, run_id: str, instance_ref_json: str) -> dict:
+        """Ask for a run worker; returns ``{"pid", "start"}``."""
+        self.wait_ready()
         self._requests.write(json.dumps({"run_id": run_id, "instance_ref": instance_ref_json})
                              + "\n")
         self._requests.flush()
@@ -188,20 +241,21 @@ class Zygote:
                 pass
 
 
+#: The zygotes of this process by interpreter, and the lock serialising their use. A
+#: zygote exits when this process does (end of its input).
+_ZYGOTES: dict[str, Zygote] = {}
+_LOCK = threading.Lock()
+
+
 class ForkServerRunLauncher(RunLauncher, ConfigurableClass):
     """Launch each run as a fork of a warm process that already imported everything."""
 
     def __init__(self, inst_data: ConfigurableClassData | None = None, *,
-                 preload: Sequence[str] = DEFAULT_PRELOAD, prewarm: bool = False,
-                 start_timeout: float = 180):
+                 preload: Sequence[str] = DEFAULT_PRELOAD, start_timeout: float = 180):
         self._inst_data = inst_data
         self._preload = tuple(preload)
         self._start_timeout = start_timeout
-        self._zygotes: dict[str, Zygote] = {}
-        self._lock = threading.Lock()
         super().__init__()
-        if prewarm:
-            threading.Thread(target=self._warm, args=(sys.executable,), daemon=True).start()
 
     # -- configuration
     @property
@@ -216,10 +270,8 @@ class ForkServerRunLauncher(RunLauncher, ConfigurableClass):
             "preload": Field(Noneable(Array(str)), is_required=False,
                              description="Modules the warm process imports (default: Dagster, "
                                          "damnit_dagster, context_loader and the science stack)."),
-            "prewarm": Field(bool, is_required=False, default_value=False,
-                             description="Start the warm process when the launcher is created "
-                                         "instead of at the first launch."),
-            "start_timeout": Field(float, is_required=False, default_value=180.0),
+            "start_timeout": Field(float, is_required=False, default_value=180.0,
+                                   description="Seconds the warm process may take to start."),
         }
 
     @classmethod
@@ -229,26 +281,33 @@ class ForkServerRunLauncher(RunLauncher, ConfigurableClass):
             config.pop("preload", None)
         return cls(inst_data=inst_data, **config)
 
-    # -- zygotes
+    # -- zygotes (one per interpreter, shared by the launchers of this process)
     def _zygote(self, python: str) -> Zygote:
-        zygote = self._zygotes.get(python)
+        zygote = _ZYGOTES.get(python)
         if zygote is None or not zygote.alive():
             if zygote is not None:
                 log.warning("Run worker zygote for %s exited (%s); starting a new one", python,
                             zygote.process.returncode)
                 zygote.close()
-            zygote = self._zygotes[python] = Zygote(python, self._preload, self._start_timeout)
+            zygote = _ZYGOTES[python] = Zygote(
+                python, self._preload, serialize_value(self._instance.get_ref()),
+                self._start_timeout)
         return zygote
 
-    def _warm(self, python: str) -> None:
-        with self._lock:
-            zygote = self._zygote(python)
-            try:
-                if not zygote.ready:
-                    zygote._read(self._start_timeout)
-                    zygote.ready = True
-            except RuntimeError as e:
-                log.warning("%s", e)
+    def prewarm(self, python: str = sys.executable, wait: bool = False) -> None:
+        """Start the warm process now (in the background unless ``wait``), so that the
+        first run does not wait for its imports."""
+        def warm():
+            with _LOCK:
+                try:
+                    self._zygote(python).wait_ready()
+                except RuntimeError as e:
+                    log.warning("%s", e)
+
+        if wait:
+            warm()
+        else:
+            threading.Thread(target=warm, name="damnit-zygote-prewarm", daemon=True).start()
 
     # -- RunLauncher
     def launch_run(self, context: LaunchRunContext) -> None:
@@ -256,11 +315,11 @@ class ForkServerRunLauncher(RunLauncher, ConfigurableClass):
         origin = check.not_none(run.job_code_origin, f"run {run.run_id} has no code origin")
         instance_ref = serialize_value(check.not_none(self._instance.get_ref()))
         t0 = time.perf_counter()
-        with self._lock:
+        with _LOCK:
             try:
                 worker = self._zygote(origin.executable_path).fork(run.run_id, instance_ref)
             except RuntimeError:  # a zygote that died between runs: one fresh attempt
-                self._zygotes.pop(origin.executable_path).close()
+                _ZYGOTES.pop(origin.executable_path).close()
                 worker = self._zygote(origin.executable_path).fork(run.run_id, instance_ref)
         self._instance.add_run_tags(run.run_id, {WORKER_TAG: f"{worker['pid']}:{worker['start']}"})
         self._instance.report_engine_event(
@@ -305,11 +364,6 @@ class ForkServerRunLauncher(RunLauncher, ConfigurableClass):
                                     f"run worker process {worker[0]} is gone",
                                     run_worker_id=str(worker[0]))
 
-    def dispose(self) -> None:
-        with self._lock:
-            for zygote in self._zygotes.values():
-                zygote.close()   # the zygote exits at end of input; its runs carry on
-            self._zygotes.clear()
 
 
 if __name__ == "__main__":
