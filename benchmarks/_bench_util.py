@@ -11,34 +11,48 @@ from pathlib import Path
 import psutil
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory (bytes) of process ``pid`` and all its descendants, summed."""
+def tree_sample(pid: int) -> tuple[int, dict]:
+    """(RSS in bytes summed over process ``pid`` and its descendants, {(pid, start time):
+    user+sys CPU seconds of that process alone})."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return 0, {}
+    rss, cpu = 0, {}
     for proc in procs:
         try:
-            total += proc.memory_info().rss
+            with proc.oneshot():
+                rss += proc.memory_info().rss
+                times = proc.cpu_times()
+                cpu[(proc.pid, proc.create_time())] = times.user + times.system
         except psutil.NoSuchProcess:
             pass
-    return total
+    return rss, cpu
 
 
 class PeakTreeRSS:
-    """Samples :func:`tree_rss` of ``pid`` every ``interval`` seconds in a thread; the
-    largest sum seen is :attr:`peak` (bytes). Use as a context manager."""
+    """Samples the process tree of ``pid`` every ``interval`` seconds in a thread.
+
+    :attr:`peak` is the largest RSS sum seen (bytes); :attr:`cpu` the CPU seconds
+    (user+sys) of every process seen, as last sampled (a process misses at most its last
+    ``interval`` of CPU). Use as a context manager."""
 
     def __init__(self, pid: int, interval: float = 0.1):
         self.pid, self.interval, self.peak = pid, interval, 0
+        self._cpu: dict = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
+    @property
+    def cpu(self) -> float:
+        return sum(self._cpu.values())
+
     def _sample(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss(self.pid))
+            rss, cpu = tree_sample(self.pid)
+            self.peak = max(self.peak, rss)
+            self._cpu.update(cpu)
             self._stop.wait(self.interval)
 
     def __enter__(self):
@@ -52,9 +66,11 @@ class PeakTreeRSS:
 
 @dataclass
 class Measured:
-    """Wall time (s) and peak tree RSS (MiB) of one or more commands run one after another."""
+    """Wall time (s), CPU time of the tree (s) and peak tree RSS (MiB) of one or more
+    commands run one after another."""
 
     wall: float = 0.0
+    cpu: float = 0.0
     peak_mib: float = 0.0
 
 
@@ -62,7 +78,7 @@ def run_measured(commands: list[list], *, cwd, env: dict, log: Path,
                  timeout: float = 7200) -> Measured:
     """Run ``commands`` in sequence (each must succeed), output appended to ``log``.
 
-    The wall time covers all of them; the peak is the largest tree RSS of any of them.
+    The wall and CPU times cover all of them; the peak is the largest tree RSS of any of them.
     Raises ``RuntimeError`` with the log's tail when a command fails.
     """
     result = Measured()
@@ -82,6 +98,7 @@ def run_measured(commands: list[list], *, cwd, env: dict, log: Path,
                     proc.wait()
                     rc = "timeout"
             result.wall += time.perf_counter() - t0
+            result.cpu += peak.cpu
             result.peak_mib = max(result.peak_mib, peak.peak / 2**20)
             if rc != 0:
                 tail = log.read_text(errors="replace")[-4000:]

@@ -168,6 +168,7 @@ def floor_child(folder: str, nruns: str, data: str, out: str) -> None:
     warm = ContextFile.from_path(folder / "context.py")
     one(warm, runs[0])                      # imports, first figure
     result = {"source": "own loop"}
+    cpu0 = time.process_time()
     if data == "all":
         try:
             from reprocess_floor import floor
@@ -179,6 +180,7 @@ def floor_child(folder: str, nruns: str, data: str, out: str) -> None:
         ctx = ContextFile.from_path(folder / "context.py")
         result["per_run"] = [one(ctx, run) for run in runs]
         result["total"] = time.perf_counter() - t0
+    result["cpu"] = time.process_time() - cpu0
     Path(out).write_text(json.dumps(result))
 
 
@@ -309,6 +311,10 @@ def table(results: dict, latency: dict | None) -> str:
                     f"| {r['ours']['wall']:.1f} | {r['floor']['wall']:.1f} "
                     f"| {fmt(ratio(r['ours']['wall'], r['damnit']['wall']))}x "
                     f"| {fmt(ratio(r['ours']['wall'], r['floor']['wall']))}x | |")
+        rows.append(f"| CPU time of the process tree, {n} runs (s) | {r['damnit']['cpu']:.1f} "
+                    f"| {r['ours']['cpu']:.1f} | {r['floor']['cpu']:.1f} "
+                    f"| {fmt(ratio(r['ours']['cpu'], r['damnit']['cpu']))}x "
+                    f"| {fmt(ratio(r['ours']['cpu'], r['floor']['cpu']))}x | |")
         rows.append(f"| peak memory of the process tree, {n} runs (MiB) "
                     f"| {r['damnit']['peak_mib']:.0f} | {r['ours']['peak_mib']:.0f} "
                     f"| {r['floor']['peak_mib']:.0f} "
@@ -354,14 +360,17 @@ def main():
             log(f"{who}, {n} runs ... ({before})")
             if who == "floor":
                 info, measured, _ = run_floor(work, n, env)
-                results[n][who] = {"wall": info["total"], "peak_mib": measured.peak_mib,
+                results[n][who] = {"wall": info["total"], "cpu": info["cpu"],
+                                   "peak_mib": measured.peak_mib,
                                    "process_wall": measured.wall, "source": info["source"],
                                    "note": info.get("note")}
             else:
                 measured = (run_ours(work, n, env) if who == "ours"
                             else run_damnit(bin_dir, work, n, env))
-                results[n][who] = {"wall": measured.wall, "peak_mib": measured.peak_mib}
+                results[n][who] = {"wall": measured.wall, "cpu": measured.cpu,
+                                   "peak_mib": measured.peak_mib}
             log(f"  {who}: {results[n][who]['wall']:.1f} s, "
+                f"CPU {results[n][who]['cpu']:.1f} s, "
                 f"peak {results[n][who]['peak_mib']:.0f} MiB")
             loads.append(f"{who} {n} runs: before {before}; after {load_note()}")
     latency = None
@@ -386,6 +395,8 @@ def main():
     print("\nthroughput = runs / wall time: DAMNIT = reprocess --direct + combiner now; ours = "
           "damnit-dagster reprocess (daemon start included); floor = warm in-process loop "
           f"({', '.join(sorted({r['floor']['source'] for r in results.values()}))}).")
+    print("CPU time = user+sys of every process of the tree (sampled; floor: the loop only), "
+          "steadier than wall time when other jobs load the machine.")
     print("peak memory = largest sum of RSS over the process tree, sampled every 0.1 s "
           "(shared pages of forked workers counted in each).")
     print("machine load during each part (other jobs share the cores):")
