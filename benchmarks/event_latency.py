@@ -80,7 +80,7 @@ def one_event(backend, instance, inbox, run: int, timeout: float = 120) -> dict:
             continue
         if event.event_type == dg.DagsterEventType.RUN_STARTING:
             first.setdefault("launched", entry.timestamp)
-        elif entry.user_message.startswith("Started process for run"):
+        elif (event.message or "").startswith("Started process for run"):
             first.setdefault("worker", entry.timestamp)
     return {"requested": rec.create_timestamp.timestamp() - t0,
             "launched": first.get("launched", t0) - t0, "worker": first.get("worker", t0) - t0,
