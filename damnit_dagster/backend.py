@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 LOCATION = "damnit"
 BIN = Path(sys.executable).parent
+#: Dagster's daemon with a faster sensor loop and the warm run launcher (damnit_dagster.daemon).
+DAEMON = [sys.executable, "-m", "damnit_dagster.daemon"]
 
 
 def free_port() -> int:
@@ -168,7 +170,7 @@ def start(damnit_dir, *, port: int | None = None, watch_interval: float = 2.0) -
         processes.append(_spawn(
             [BIN / "dagster-webserver", "-w", workspace, "-h", "127.0.0.1", "-p", port],
             env=env, cwd=paths.root))
-        processes.append(_spawn([BIN / "dagster-daemon", "run", "-w", workspace],
+        processes.append(_spawn([*DAEMON, "run", "-w", workspace],
                                 env=env, cwd=paths.root))
         threads.append(threading.Thread(
             target=watch, name="context-watcher", daemon=True,
@@ -213,7 +215,7 @@ def temporary_daemon(damnit_dir):
                          "      module_name: damnit_dagster.definitions\n"
                          f"      attribute: defs\n      location_name: {LOCATION}\n")
     with open(home / "reprocess-daemon.log", "ab") as log_file:
-        daemon = _spawn([BIN / "dagster-daemon", "run", "-w", workspace],
+        daemon = _spawn([*DAEMON, "run", "-w", workspace],
                         env=env, cwd=paths.root, stdout=log_file, stderr=log_file)
     try:
         yield
