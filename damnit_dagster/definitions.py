@@ -55,7 +55,8 @@ def build_definitions(damnit_dir, *, state_dir=None, evaluate=evaluate_and_store
     if with_sensor:
         sensors.append(build_event_sensor(
             proposal=proposal, inbox_path=inbox_path(), partitions_def=runs_partitions(proposal),
-            jobs=[j for j in jobs if j.name in (job_name("raw"), job_name("proc"))],
+            jobs=[j for j in jobs if j.name in {job_name(t, c) for t in ("raw", "proc")
+                                                for c in (False, True)}],
             proposal_dir=proposal_dir(proposal)))
     return dg.Definitions(
         assets=build_assets(snapshot, proposal, evaluate), jobs=jobs, sensors=sensors,

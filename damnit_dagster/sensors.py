@@ -98,9 +98,24 @@ def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicP
                        settings: EventSensorSettings = EventSensorSettings()) -> dg.SensorDefinition:
     """The sensor for one proposal reading the inbox at ``inbox_path``.
 
-    ``jobs`` must contain the jobs named ``raw`` and ``proc``; ``proposal_dir`` is where
-    the run folders appear (None skips the folder check).
+    ``jobs`` must contain the jobs named ``raw`` and ``proc``; when it also has
+    ``raw_cluster``/``proc_cluster`` (the context has ``cluster=True`` variables), each
+    event requests that follow-up run too, as DAMNIT submits its second Slurm job.
+    ``proposal_dir`` is where the run folders appear (None skips the folder check).
     """
+    job_names = {job.name for job in jobs}
+
+    def requests_for(event: RunEvent) -> list[dg.RunRequest]:
+        job = JOB_FOR_KIND[event.kind]
+        tags = {"damnit/trigger": event.kind, "damnit/run": str(event.run),
+                "damnit/event_id": str(event.id)}
+        requests = [dg.RunRequest(job_name=job, partition_key=str(event.run),
+                                  run_key=f"event-{event.id}", tags=tags)]
+        if f"{job}_cluster" in job_names:
+            requests.append(dg.RunRequest(
+                job_name=f"{job}_cluster", partition_key=str(event.run),
+                run_key=f"event-{event.id}-cluster", tags={**tags, "damnit/placement": "cluster"}))
+        return requests
 
     @dg.sensor(name=f"p{proposal}_run_events", jobs=jobs,
                minimum_interval_seconds=settings.minimum_interval_seconds,
@@ -125,14 +140,7 @@ def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicP
             return dg.SkipReason(f"No new events after event {cursor.last_id}")
         existing = set(context.instance.get_dynamic_partitions(partitions_def.name))
         new_keys = sorted({str(e.run) for e in events} - existing, key=int)
-        requests = [
-            dg.RunRequest(
-                job_name=JOB_FOR_KIND[e.kind], partition_key=str(e.run),
-                run_key=f"event-{e.id}",
-                tags={"damnit/trigger": e.kind, "damnit/run": str(e.run),
-                      "damnit/event_id": str(e.id)})
-            for e in events
-        ]
+        requests = [request for e in events for request in requests_for(e)]
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=[partitions_def.build_add_request(new_keys)] if new_keys else [],

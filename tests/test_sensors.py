@@ -120,3 +120,29 @@ def test_first_start_does_not_replay_old_history(setup):
     make_run_folder(proposal_dir, "raw", 51)
     requests, _, _ = tick(instance, defs, sensor, None)
     assert [r.partition_key for r in requests] == ["51"]
+
+
+def test_contexts_with_cluster_variables_get_the_follow_up_cluster_run(tmp_path):
+    runs = dg.DynamicPartitionsDefinition(name=f"p{PROPOSAL}_runs")
+
+    @dg.asset(partitions_def=runs, tags={"data": "raw", "cluster": "false"})
+    def local_var():
+        return None
+
+    @dg.asset(partitions_def=runs, tags={"data": "raw", "cluster": "true"})
+    def heavy_var():
+        return None
+
+    jobs = [dg.define_asset_job("raw", selection=dg.AssetSelection.tag("cluster", "false")),
+            dg.define_asset_job("proc", selection=dg.AssetSelection.tag("data", "proc")),
+            dg.define_asset_job("raw_cluster", selection=dg.AssetSelection.tag("cluster", "true"))]
+    inbox = EventInbox(tmp_path / "events.sqlite")
+    make_run_folder(tmp_path / "p001234", "raw", 3)
+    sensor = build_event_sensor(proposal=PROPOSAL, inbox_path=inbox.path, partitions_def=runs,
+                                jobs=jobs, proposal_dir=tmp_path / "p001234")
+    defs = dg.Definitions(assets=[local_var, heavy_var], jobs=jobs, sensors=[sensor])
+    inbox.add("migration", PROPOSAL, 3)
+    with dg.instance_for_test() as instance:
+        requests, _, _ = tick(instance, defs, sensor, None)
+    assert [(r.job_name, r.partition_key, r.tags.get("damnit/placement")) for r in requests] == [
+        ("raw", "3", None), ("raw_cluster", "3", "cluster")]
