@@ -16,9 +16,8 @@ their ratios, in wall time and in CPU time (this process and its children): on a
 machine the CPU ratio is the steadier one. The end-to-end row is one pass.
 
 Usage: ``python benchmarks/reprocess_floor.py [--runs 20] [--repeat 2] [--no-daemon]
-[--backfill-loop S] [--fork-launcher]``. The last two try instance or daemon settings not
-(yet) in the project's defaults: Dagster's backfill loop every S seconds instead of 30,
-and :class:`damnit_dagster.launcher.ForkServerRunLauncher`.
+[--backfill-loop S]``; ``--backfill-loop`` tries a daemon setting not (yet) in the project:
+Dagster's backfill loop every S seconds instead of 30.
 """
 from __future__ import annotations
 
@@ -142,15 +141,6 @@ def backfill_daemon(folder: Path, runs: list[int], home: Path, backfill_loop: fl
         daemon.wait(60)
 
 
-def prepare_home(home: Path, fork_launcher: bool) -> None:
-    home.mkdir()
-    config = yaml.safe_load((REPO / "dagster_home" / "dagster.yaml").read_text())
-    if fork_launcher:
-        config["run_launcher"] = {"module": "damnit_dagster.launcher",
-                                  "class": "ForkServerRunLauncher"}
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -158,8 +148,6 @@ def main():
     parser.add_argument("--no-daemon", action="store_true", help="skip the end-to-end pass")
     parser.add_argument("--backfill-loop", type=float, metavar="S",
                         help="run Dagster's backfill daemon loop every S s (default: its 30 s)")
-    parser.add_argument("--fork-launcher", action="store_true",
-                        help="launch runs with damnit_dagster.launcher.ForkServerRunLauncher")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -175,7 +163,8 @@ def main():
         print(f"mock proposal: {len(runs)} runs in {time.perf_counter() - t:.1f} s", flush=True)
         os.environ["EXTRA_DATA_DATA_ROOT"] = os.environ["XFEL_DATA_ROOT"] = str(data)
         home = tmp / "dagster_home"
-        prepare_home(home, args.fork_launcher)
+        home.mkdir()
+        shutil.copyfile(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
         os.environ["DAGSTER_HOME"] = str(home)   # the code location's state folder too
         folders = {kind: init_damnit_dir(tmp / kind, PROPOSAL, context_source=CONTEXT).root
                    for kind in ("floor", "dagster")}
@@ -202,9 +191,10 @@ def main():
             times[label] = [(total, cpu_seconds() - c0)]
         wall0 = statistics.median(w for w, _ in times["floor"])
         cpu0 = statistics.median(c for _, c in times["floor"])
+        launcher = (yaml.safe_load((home / "dagster.yaml").read_text()).get("run_launcher")
+                    or {"class": "DefaultRunLauncher"})["class"]
         settings = [f"backfill loop {args.backfill_loop:g} s" if args.backfill_loop else
-                    "Dagster's 30 s backfill loop",
-                    "fork-server launcher" if args.fork_launcher else "default run launcher"]
+                    "Dagster's 30 s backfill loop", launcher]
         print(f"\n{len(runs)} runs, 25-variable context, median of {args.repeat} "
               f"(end to end: 1 pass; {', '.join(settings)}); load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
