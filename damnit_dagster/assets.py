@@ -155,12 +155,14 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
         data = trigger_for([variables[n] for n in selected])
         path = evaluation_path(snapshot)
         python = damnit.context_python()
+        settings = damnit.settings()
         runs = [int(k) for k in context.partition_keys]
         not_processed = []
         t0 = time.perf_counter()
         for i, run in enumerate(runs, 1):
             outcome = evaluate(damnit.path, proposal, run, path, selected, data,
-                               context_python=python)
+                               context_python=python, settings=settings,
+                               cluster=bucket == CLUSTER)
             yield from events_for_run(outcome, selected, variables, parents, key_of)
             if outcome.error:
                 not_processed.append(f"r{run}: {outcome.error}")

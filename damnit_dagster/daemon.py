@@ -1,5 +1,5 @@
-"""``python -m damnit_dagster.daemon run -w workspace.yaml``: ``dagster-daemon`` with a
-faster sensor loop.
+"""``python -m damnit_dagster.daemon run -w workspace.yaml``: ``dagster-daemon`` with
+faster sensor and backfill loops.
 
 Dagster's sensor daemon evaluates sensors at most every 5 s whatever their
 ``minimum_interval_seconds`` (``MIN_INTERVAL_LOOP_TIME`` in ``dagster._daemon.sensor``),
@@ -17,6 +17,9 @@ import sys
 
 #: Seconds between two passes of the sensor daemon over the sensors.
 SENSOR_LOOP_SECONDS = 0.5
+#: Seconds between two passes of the backfill daemon (Dagster's default is 30, which a
+#: reprocess command would wait for before anything starts).
+BACKFILL_LOOP_SECONDS = 2.0
 
 
 def main() -> int:
@@ -28,6 +31,9 @@ def main() -> int:
         print("damnit_dagster.daemon: this Dagster has no MIN_INTERVAL_LOOP_TIME; "
               "running with its default sensor loop", file=sys.stderr)
     sensor_daemon.MIN_INTERVAL_LOOP_TIME = loop
+    import dagster._daemon.controller as controller
+    controller.DEFAULT_DAEMON_INTERVAL_SECONDS = float(
+        os.environ.get("DAMNIT_BACKFILL_LOOP_SECONDS") or BACKFILL_LOOP_SECONDS)
     prewarm_run_workers()
     sys.argv[0] = "dagster-daemon"
     return dagster_daemon()

@@ -62,7 +62,7 @@ def png_markdown(png: bytes, title: str) -> str:
         img = Image.open(io.BytesIO(png))
         img.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
         buf = io.BytesIO()
-        img.save(buf, format="PNG", optimize=True)
+        img.save(buf, format="PNG", optimize=False)  # 3x faster, ~5% larger
         png = buf.getvalue()
     return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
 

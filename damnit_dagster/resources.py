@@ -25,6 +25,11 @@ class DamnitFolder(dg.ConfigurableResource):
         with DamnitDB(self.paths.db_file) as db:
             return db.setting(key)
 
+    def settings(self) -> dict:
+        """All settings of the folder (``metameta``), for limits and Slurm options."""
+        with DamnitDB(self.paths.db_file) as db:
+            return db.metameta.to_dict()
+
     def context_python(self) -> str | None:
         """The interpreter for the user's code, or None to use this process."""
         return self.setting("context_python") or None

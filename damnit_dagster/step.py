@@ -9,7 +9,6 @@ evaluation, is appended to ``process_logs/r{R}-p{P}.out``.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -18,10 +17,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .context_source import file_sha, subprocess_env
+from .execution.limits import Limits, name_memory_limit
 from .storage.layout import DamnitPaths
 from .storage.writer import store_fragment
 
@@ -58,24 +59,6 @@ def same_interpreter(python: str | None) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _captured_into(log_file):
-    """Send prints and log records of the user's code to ``log_file`` meanwhile."""
-    handler = logging.StreamHandler(log_file)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(min(old_level, logging.INFO) if old_level else logging.INFO)
-    try:
-        with contextlib.redirect_stdout(log_file), contextlib.redirect_stderr(log_file):
-            yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-        log_file.flush()
-
-
 @functools.lru_cache(maxsize=4)
 def _loaded(path: str, sha: str | None):
     """A context file loaded in this process, reused while its content is unchanged
@@ -85,13 +68,76 @@ def _loaded(path: str, sha: str | None):
     return ContextFile.from_path(path)
 
 
-def _exec_in_process(context_path, proposal, run, data, variables, fragment, log_file):
+def _exec_forked(damnit_dir, context_path, proposal, run, data, variables, fragment,
+                 log_file, limits: Limits):
+    """Evaluate in a child forked from this (warm) process, under the folder's limits.
+
+    The context file is loaded here once and inherited, so a step covering many runs
+    does not re-import anything; the child pins itself to ``limits.cpus`` cores and may
+    allocate ``limits.mem`` on top of what it inherited (``RLIMIT_AS``), so a greedy
+    variable gets a MemoryError (its own error; the others are stored) and a crash of
+    user code cannot take the Dagster step down. Output goes to the process log.
+    """
     from context_loader import runner
 
-    with _captured_into(log_file):
-        ctx = _loaded(str(context_path), file_sha(context_path))
-        return runner.execute(ctx, proposal, run, data, variables=tuple(variables),
-                              fragment_path=str(fragment))
+    ctx = _loaded(str(context_path), file_sha(context_path))
+    report_path = Path(str(fragment) + ".report.json")
+    log_file.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 1
+        try:
+            os.dup2(log_file.fileno(), 1)
+            os.dup2(log_file.fileno(), 2)
+            sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+            sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+            logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            limits.apply_to_this_process(on_top_of_current=True)
+            os.chdir(damnit_dir)  # the user's relative paths and local imports, as in DAMNIT
+            os.umask(0)
+            report = runner.execute(ctx, proposal, run, data, variables=tuple(variables),
+                                    fragment_path=str(fragment))
+            report_path.write_text(json.dumps(report))
+            status = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(wait_status)
+    try:
+        report = json.loads(report_path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        report = None
+    finally:
+        report_path.unlink(missing_ok=True)
+    if report is None or "variables" not in report:
+        if code < 0:
+            raise RuntimeError(
+                f"the process evaluating run {run} was killed by signal {-code}; it may have "
+                f"exceeded the limits for non-cluster variables ({limits.mem_text} memory, "
+                f"noncluster_mem; {limits.cpus} CPU cores, noncluster_cpus)")
+        detail = (report or {}).get("error") or f"exit status {code}"
+        raise RuntimeError(f"evaluating run {run} failed: {detail}; see {log_file.name}")
+    name_memory_limit(report, Path(fragment), limits)
+    return report
+
+
+def _exec_in_slurm(damnit_dir, context_path, proposal, run, data, variables, fragment,
+                   settings: dict) -> dict:
+    """Evaluate in a Slurm job (``cluster=True`` variables): job ``r{R}-p{P}-damnit``,
+    output appended to the run's process log, followed until it ends."""
+    from .execution.slurm import evaluate_in_slurm
+
+    evaluation = evaluate_in_slurm(damnit_dir, proposal, run, data, variables=tuple(variables),
+                                   cluster=None, settings=settings, context_path=context_path)
+    os.replace(evaluation.fragment, fragment)  # stored (and removed) like a local fragment
+    return evaluation.report
 
 
 def _exec_subprocess(python, damnit_dir, context_path, proposal, run, data, variables,
@@ -118,7 +164,8 @@ def _exec_subprocess(python, damnit_dir, context_path, proposal, run, data, vari
 
 
 def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variables, data: str,
-                       *, context_python: str | None = None) -> RunOutcome:
+                       *, context_python: str | None = None,
+                       settings: dict | None = None, cluster: bool = False) -> RunOutcome:
     """Evaluate ``variables`` (names; their dependencies are added back) of ``run`` with
     trigger ``data`` (raw/proc/all), store the results, and report what happened.
 
@@ -136,9 +183,12 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
                        f" data={data} variables={','.join(variables)} -----\n")
         log_file.flush()
         try:
-            if same_interpreter(context_python):
-                report = _exec_in_process(context_path, proposal, run, data, variables, fragment,
-                                          log_file)
+            if cluster:
+                report = _exec_in_slurm(paths.root, context_path, proposal, run, data,
+                                        variables, fragment, settings or {})
+            elif same_interpreter(context_python):
+                report = _exec_forked(paths.root, context_path, proposal, run, data, variables,
+                                      fragment, log_file, Limits.from_settings(settings or {}))
             else:
                 report = _exec_subprocess(context_python, paths.root, context_path, proposal, run,
                                           data, variables, fragment, log_file)

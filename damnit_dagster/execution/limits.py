@@ -103,6 +103,22 @@ class Limits:
         start = (os.getpid() * self.cpus) % len(allowed)
         return sorted((allowed * 2)[start:start + self.cpus])
 
+    def apply_to_this_process(self, *, on_top_of_current: bool = False) -> None:
+        """Pin this process to :meth:`core_set` and cap its address space at ``mem`` —
+        plus what it already maps when ``on_top_of_current`` (a child forked from a warm
+        process keeps its parent's mappings; the variables still get ``mem`` to use)."""
+        import resource
+
+        os.sched_setaffinity(0, self.core_set())
+        limit = self.mem
+        if on_top_of_current:
+            with open("/proc/self/statm") as f:
+                limit += int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
     def wrap(self, cmd: list[str]) -> list[str]:
         """``cmd`` behind the launcher that applies these limits (run by our Python)."""
         cores = ",".join(map(str, self.core_set()))
