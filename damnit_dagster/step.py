@@ -68,6 +68,14 @@ def _loaded(path: str, sha: str | None):
     return ContextFile.from_path(path)
 
 
+def _copy_to_compute_log(log_file, start: int) -> None:
+    """Show what an evaluation appended to the process log in Dagster's compute log too."""
+    with open(log_file.name, encoding="utf-8", errors="replace") as f:
+        f.seek(start)
+        sys.stderr.write(f.read())
+    sys.stderr.flush()
+
+
 def _exec_forked(damnit_dir, context_path, proposal, run, data, variables, fragment,
                  log_file, limits: Limits):
     """Evaluate in a child forked from this (warm) process, under the folder's limits.
@@ -85,6 +93,7 @@ def _exec_forked(damnit_dir, context_path, proposal, run, data, variables, fragm
     log_file.flush()
     sys.stdout.flush()
     sys.stderr.flush()
+    start = os.fstat(log_file.fileno()).st_size
     pid = os.fork()
     if pid == 0:  # the child: never returns
         status = 1
@@ -110,6 +119,7 @@ def _exec_forked(damnit_dir, context_path, proposal, run, data, variables, fragm
             os._exit(status)
     _, wait_status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(wait_status)
+    _copy_to_compute_log(log_file, start)
     try:
         report = json.loads(report_path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
