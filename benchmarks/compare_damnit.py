@@ -1,5 +1,5 @@
 """DAMNIT 0.4.0 side by side with our backend and the in-process floor, on the same mock
-proposal and the same 25-variable context (``benchmarks/contexts/context_25vars.py``).
+proposal and the same 25-variable context (``damnit_dagster/templates/context_25vars.py``).
 
 * **DAMNIT 0.4.0**, installed from PyPI into its own venv (``<workdir>/damnit-venv``,
   created once and reused): ``damnit init``, ``db-config context_python <that venv's
@@ -43,7 +43,7 @@ sys.path.insert(0, str(HERE))
 
 from _bench_util import PeakTreeRSS, load_note, run_measured  # noqa: E402
 
-CONTEXT = HERE / "contexts" / "context_25vars.py"
+CONTEXT = HERE.parent / "damnit_dagster" / "templates" / "context_25vars.py"
 PROPOSAL = 1234
 DAMNIT_REQUIREMENTS = ["damnit[backend]==0.4.0", "euxfel-extra"]
 #: DAMNIT 0.4.0, migration event -> raw variables in runs.sqlite, same context, measured

@@ -40,7 +40,7 @@ import yaml
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 REPO = Path(__file__).resolve().parent.parent
-CONTEXT = REPO / "benchmarks" / "contexts" / "context_25vars.py"
+CONTEXT = REPO / "damnit_dagster" / "templates" / "context_25vars.py"
 PROPOSAL = 1234
 #: Starts the project's daemon with Dagster's backfill loop shortened to argv[1] seconds.
 DAEMON_WITH_LOOP = """

@@ -1,6 +1,6 @@
 """What storing one run's results costs, next to what computing them costs.
 
-For each mock run: evaluate the 25-variable baseline context (``contexts/context_25vars.py``)
+For each mock run: evaluate the 25-variable baseline context (``damnit_dagster/templates/context_25vars.py``)
 in-process ("compute"), write the fragment ("fragment"), store it into a new run file
 ("store new": lock, merge into a temporary file, fsync, rename, one SQLite transaction),
 then store the same results again into the now existing file ("store again", the cost of
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CONTEXT = HERE / "contexts" / "context_25vars.py"
+CONTEXT = HERE.parent / "damnit_dagster" / "templates" / "context_25vars.py"
 
 
 def main(argv=None):

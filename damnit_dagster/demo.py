@@ -26,7 +26,7 @@ from .mockdata import make_run, proposal_dir
 from .storage.layout import init_damnit_dir
 
 PROPOSAL = 1234
-CONTEXT = Path(__file__).parent / "templates" / "context_demo.py"
+CONTEXT = Path(__file__).parent / "templates" / "context_25vars.py"
 
 
 def stored_names(db_file: Path, proposal: int) -> dict[int, set[str]]:

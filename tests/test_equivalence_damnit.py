@@ -74,7 +74,7 @@ def has_browser() -> bool:
 
 
 def context_text() -> str:
-    parts = [REPO / "benchmarks" / "contexts" / "context_25vars.py",
+    parts = [REPO / "damnit_dagster" / "templates" / "context_25vars.py",
              CONTEXTS / "extra_return_types.py"]
     if has_browser():
         parts.append(CONTEXTS / "plotly_return.py")

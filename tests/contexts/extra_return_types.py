@@ -1,6 +1,6 @@
 """Return types the 25-variable baseline context does not cover, for the equivalence
 check against DAMNIT 0.4.0 (tests/test_equivalence_damnit.py appends this file to
-benchmarks/contexts/context_25vars.py)."""
+damnit_dagster/templates/context_25vars.py)."""
 import numpy as np
 import pandas as pd
 import xarray as xr
