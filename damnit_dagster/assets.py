@@ -23,9 +23,11 @@ A visible asset ``p{proposal}/context.py`` carries the state of the context file
 version is served and, if the current file is broken, its errors.
 """
 
+import os
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 from dagster import AssetExecutionContext
@@ -34,7 +36,7 @@ from .context_source import ContextSnapshot, evaluation_path
 from .outcomes import CHECK_NAME, events_for_run
 from .partitions import runs_partitions
 from .resources import DamnitFolder
-from .step import ERROR, OK, SKIPPED, NONE, RunOutcome, evaluate_and_store
+from .step import ERROR, OK, SKIPPED, NONE, RunOutcome, evaluate_and_store, preload_context
 
 LOCAL, CLUSTER = "local", "cluster"
 _TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
@@ -159,15 +161,24 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
         runs = [int(k) for k in context.partition_keys]
         not_processed = []
         t0 = time.perf_counter()
-        for i, run in enumerate(runs, 1):
-            outcome = evaluate(damnit.path, proposal, run, path, selected, data,
-                               context_python=python, settings=settings,
-                               cluster=bucket == CLUSTER)
-            yield from events_for_run(outcome, selected, variables, parents, key_of)
-            if outcome.error:
-                not_processed.append(f"r{run}: {outcome.error}")
-            context.log.info(f"{summarise(outcome, selected)} [{i}/{len(runs)} runs, "
-                             f"{time.perf_counter() - t0:.1f} s]")
+
+        def evaluate_run(run):
+            return evaluate(damnit.path, proposal, run, path, selected, data,
+                            context_python=python, settings=settings, cluster=bucket == CLUSTER)
+
+        # A ranged run evaluates several runs at once (one per core, each in its own forked
+        # child) and reports them in order; the user's code is loaded once, before.
+        workers = 1 if bucket == CLUSTER else min(len(runs), len(os.sched_getaffinity(0)))
+        if workers > 1:
+            preload_context(path, python)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as pool:
+            outcomes = pool.map(evaluate_run, runs)
+            for i, (run, outcome) in enumerate(zip(runs, outcomes), 1):
+                yield from events_for_run(outcome, selected, variables, parents, key_of)
+                if outcome.error:
+                    not_processed.append(f"r{run}: {outcome.error}")
+                context.log.info(f"{summarise(outcome, selected)} [{i}/{len(runs)} runs, "
+                                 f"{time.perf_counter() - t0:.1f} s]")
         if not_processed:
             raise dg.Failure(description=f"{len(not_processed)} of {len(runs)} runs could not "
                                          "be processed:\n" + "\n".join(not_processed))

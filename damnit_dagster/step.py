@@ -68,6 +68,16 @@ def _loaded(path: str, sha: str | None):
     return ContextFile.from_path(path)
 
 
+def preload_context(context_path, context_python: str | None = None) -> None:
+    """Load the context file in this process once, before several runs are evaluated at
+    the same time (only when it is evaluated in this process at all)."""
+    if same_interpreter(context_python):
+        try:
+            _loaded(str(context_path), file_sha(context_path))
+        except Exception:  # every run reports the problem itself
+            pass
+
+
 def _copy_to_compute_log(log_file, start: int) -> None:
     """Show what an evaluation appended to the process log in Dagster's compute log too."""
     with open(log_file.name, encoding="utf-8", errors="replace") as f:
