@@ -194,7 +194,7 @@ def main():
         launcher = (yaml.safe_load((home / "dagster.yaml").read_text()).get("run_launcher")
                     or {"class": "DefaultRunLauncher"})["class"]
         settings = [f"backfill loop {args.backfill_loop:g} s" if args.backfill_loop else
-                    "Dagster's 30 s backfill loop", launcher]
+                    "the project daemon's 2 s backfill loop", launcher]
         print(f"\n{len(runs)} runs, 25-variable context, median of {args.repeat} "
               f"(end to end: 1 pass; {', '.join(settings)}); load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
