@@ -7,26 +7,9 @@ import pytest
 from damnit_dagster.definitions import build_definitions
 from damnit_dagster.storage.layout import init_damnit_dir
 
-SPEC_BASIC = '''
-import numpy as np
-from damnit_ctx import Variable
+from spec_examples import FIRST_EXAMPLE
 
-from extra.components import XGM, XrayPulses
-
-@Variable(title="XGM intensity [uJ]", summary="mean")
-def xgm_intensity(run):
-    """
-    Mean XGM intensity per-train.
-    """
-    return XGM(run).pulse_energy().mean("pulseIndex")
-
-@Variable(title="Pulses", summary="mean")
-def pulses(run):
-    """
-    Number of pulses in the run.
-    """
-    return XrayPulses(run).pulse_counts().to_xarray()
-'''
+SPEC_BASIC = FIRST_EXAMPLE
 
 SPEC_DEPS = '''
 from damnit_ctx import Variable

@@ -23,31 +23,14 @@ sys.path.insert(0, str(Path(__file__).parent / "support"))
 from backend import running_backend  # noqa: E402
 from test_events import _send, kafka_broker  # noqa: E402,F401 - the broker fixture
 
+from spec_examples import FIRST_EXAMPLE
+
 PROPOSAL = 4567
 FORK_LAUNCHER = {"run_launcher": {"module": "damnit_dagster.launcher",
                                   "class": "ForkServerRunLauncher"}}
 
 # The spec's example context, plus one proc variable for calibration events.
-CONTEXT = '''
-import numpy as np
-from damnit_ctx import Variable
-
-from extra.components import XGM, XrayPulses
-
-@Variable(title="XGM intensity [uJ]", summary="mean")
-def xgm_intensity(run):
-    """
-    Mean XGM intensity per-train.
-    """
-    return XGM(run).pulse_energy().mean("pulseIndex")
-
-@Variable(title="Pulses", summary="mean")
-def pulses(run):
-    """
-    Number of pulses in the run.
-    """
-    return XrayPulses(run).pulse_counts().to_xarray()
-
+CONTEXT = FIRST_EXAMPLE + '''
 @Variable(title="Detector mean", data="proc")
 def detector_mean(run):
     return float(run["MID_DET_AGIPD1M-1/CORR/0CH0:output", "image.data"].ndarray().mean())

@@ -16,6 +16,8 @@ from context_loader.errors import ContextFileErrors, Skip
 from context_loader.evaluate import evaluate_run, open_run
 from context_loader.variable import RunData
 
+from spec_examples import FIRST_EXAMPLE
+
 
 def load(code):
     return ContextFile.from_str(textwrap.dedent(code), "context.py")
@@ -26,26 +28,7 @@ def evaluate(ctx, mock_proposal, run=1):
     return dc, evaluate_run(ctx, dc, run, mock_proposal.proposal)
 
 
-FIRST = '''
-import numpy as np
-from damnit_ctx import Variable
-
-from extra.components import XGM, XrayPulses
-
-@Variable(title="XGM intensity [uJ]", summary="mean")
-def xgm_intensity(run):
-    """
-    Mean XGM intensity per-train.
-    """
-    return XGM(run).pulse_energy().mean("pulseIndex")
-
-@Variable(title="Pulses", summary="mean")
-def pulses(run):
-    """
-    Number of pulses in the run.
-    """
-    return XrayPulses(run).pulse_counts().to_xarray()
-'''
+FIRST = FIRST_EXAMPLE
 
 
 def test_first_context_file(mock_proposal):
