@@ -92,7 +92,7 @@ def _exec_forked(damnit_dir, context_path, proposal, run, data, variables, fragm
 
     The context file is loaded here once and inherited, so a step covering many runs
     does not re-import anything; the child pins itself to ``limits.cpus`` cores and may
-    allocate ``limits.mem`` on top of what it inherited (``RLIMIT_AS``), so a greedy
+    allocate ``limits.mem`` on top of what it inherited (``RLIMIT_DATA``), so a greedy
     variable gets a MemoryError (its own error; the others are stored) and a crash of
     user code cannot take the Dagster step down. Output goes to the process log.
     """

@@ -134,6 +134,6 @@ def test_broken_context_is_a_clear_failure(damnit_dir, mock_proposal):
 def test_limit_too_small_for_the_runner_itself(damnit_dir, mock_proposal):
     with pytest.raises(ExecutionError) as info:
         evaluate_local(damnit_dir, mock_proposal.proposal, 1, echo=None,
-                       settings={"noncluster_mem": "200M"})
-    assert "(out of memory: the limit for non-cluster variables is 200 MB, noncluster_mem)" \
+                       settings={"noncluster_mem": "20M"})
+    assert "(out of memory: the limit for non-cluster variables is 20 MB, noncluster_mem)" \
         in str(info.value)

@@ -1,8 +1,10 @@
 """Non-cluster variables run under the folder's limits, enforced by the kernel.
 
 ``noncluster_cpus`` (default 4, at most the cores this process may use) becomes the CPU
-affinity of the runner process, ``noncluster_mem`` (default ``25G``) its address-space
-limit (``RLIMIT_AS``). Both are set by a tiny launcher (:data:`LAUNCHER`, run by ``python
+affinity of the runner process, ``noncluster_mem`` (default ``25G``) its data limit
+(``RLIMIT_DATA``: heap and private writable mappings, i.e. what arrays allocate; unlike
+``RLIMIT_AS`` it does not count address space merely reserved, which programs such as the
+Chromium behind plotly thumbnails reserve by the terabyte). Both are set by a tiny launcher (:data:`LAUNCHER`, run by ``python
 -I -c``) that applies them to itself and ``exec``s the runner, so they hold for the whole
 evaluation and whatever it starts (no ``preexec_fn``, which is unsafe in a threaded
 parent such as a Dagster step).
@@ -39,17 +41,17 @@ LAUNCHER = """\
 import os, resource, sys
 cores, mem, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
-hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
 if hard != resource.RLIM_INFINITY:
     mem = min(mem, hard)
-resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+resource.setrlimit(resource.RLIMIT_DATA, (mem, mem))
 os.execvp(cmd[0], cmd)
 """
 
-#: What an allocation refused by RLIMIT_AS looks like in a traceback: Python's error, a
+#: What an allocation refused by RLIMIT_DATA looks like in a traceback: Python's error, a
 #: shared library that cannot be mapped, errno ENOMEM, C++'s exception.
 _OUT_OF_MEMORY = ("MemoryError", "failed to map segment", "Cannot allocate memory",
-                  "std::bad_alloc")
+                  "std::bad_alloc", "Memory allocation still failed")  # the last: OpenBLAS
 
 
 class ExecutionError(RuntimeError):
@@ -104,20 +106,21 @@ class Limits:
         return sorted((allowed * 2)[start:start + self.cpus])
 
     def apply_to_this_process(self, *, on_top_of_current: bool = False) -> None:
-        """Pin this process to :meth:`core_set` and cap its address space at ``mem`` —
-        plus what it already maps when ``on_top_of_current`` (a child forked from a warm
+        """Pin this process to :meth:`core_set` and cap its data (``RLIMIT_DATA``) at
+        ``mem`` — plus what it already has when ``on_top_of_current`` (a child forked from a warm
         process keeps its parent's mappings; the variables still get ``mem`` to use)."""
         import resource
 
         os.sched_setaffinity(0, self.core_set())
         limit = self.mem
         if on_top_of_current:
-            with open("/proc/self/statm") as f:
-                limit += int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+            with open("/proc/self/status") as f:
+                vm_data = next(line for line in f if line.startswith("VmData:"))
+            limit += int(vm_data.split()[1]) * 1024
+        hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
         if hard != resource.RLIM_INFINITY:
             limit = min(limit, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
     def wrap(self, cmd: list[str]) -> list[str]:
         """``cmd`` behind the launcher that applies these limits (run by our Python)."""
