@@ -25,7 +25,7 @@ def test_demo_processes_a_mock_proposal_end_to_end(tmp_path):
     # Results are in DAMNIT's files, readable by DAMNIT's own reader.
     from damnit.api import Damnit
     db = Damnit(workdir / "data/MID/202501/p001234/usr/Shared/amore")
-    assert sorted(db.runs()) == [1, 2]   # in the order runs were added
+    assert sorted(db.runs()) == [1, 2]   # damnit.api does not sort them
     assert 800 < db[1, "xgm_intensity"].summary() < 810
     assert db[1, "agipd_mean"].summary() > 0         # proc variable: calibration event ran
     # Nothing of the backend is left running (processes may take a moment to exit).
