@@ -13,7 +13,6 @@ import functools
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .context_source import file_sha, subprocess_env
+from .context_source import file_sha
 from .execution.limits import Limits, name_memory_limit
 from .storage.layout import DamnitPaths
 from .storage.writer import store_fragment
@@ -160,27 +159,16 @@ def _exec_in_slurm(damnit_dir, context_path, proposal, run, data, variables, fra
     return evaluation.report
 
 
-def _exec_subprocess(python, damnit_dir, context_path, proposal, run, data, variables,
-                     fragment, log_file):
-    report_path = Path(str(fragment) + ".report.json")
-    cmd = [python, "-m", "context_loader", "exec", str(context_path), "--proposal", str(proposal),
-           "--run", str(run), "--data", data, "--fragment", str(fragment),
-           "--report", str(report_path)]
-    for name in variables:
-        cmd += ["--var", name]
-    log_file.flush()
-    proc = subprocess.run(cmd, cwd=damnit_dir, env=subprocess_env(), stdin=subprocess.DEVNULL,
-                          stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        report = json.loads(report_path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        report = None
-    finally:
-        report_path.unlink(missing_ok=True)
-    if proc.returncode != 0 or report is None:
-        raise RuntimeError(f"{python} -m context_loader exec failed for run {run} "
-                           f"(exit {proc.returncode}); see {log_file.name}")
-    return report
+def _exec_other_python(damnit_dir, context_path, proposal, run, data, variables, fragment,
+                       settings: dict) -> dict:
+    """Evaluate with the folder's ``context_python`` (``python -m context_loader exec`` in
+    that interpreter, under the same limits), output appended to the run's process log."""
+    from .execution.limits import evaluate_local
+
+    evaluation = evaluate_local(damnit_dir, proposal, run, data, variables=tuple(variables),
+                                cluster=None, settings=settings, context_path=context_path)
+    os.replace(evaluation.fragment, fragment)  # stored (and removed) like a local fragment
+    return evaluation.report
 
 
 def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variables, data: str,
@@ -210,8 +198,9 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
                 report = _exec_forked(paths.root, context_path, proposal, run, data, variables,
                                       fragment, log_file, Limits.from_settings(settings or {}))
             else:
-                report = _exec_subprocess(context_python, paths.root, context_path, proposal, run,
-                                          data, variables, fragment, log_file)
+                report = _exec_other_python(paths.root, context_path, proposal, run, data,
+                                            variables, fragment,
+                                            {**(settings or {}), "context_python": context_python})
             outcome.variables = report["variables"]
             outcome.data_opened = report.get("data_opened")
             outcome.proc_missing = list(report.get("proc_missing") or ())

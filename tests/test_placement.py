@@ -84,3 +84,19 @@ def test_cluster_variables_run_in_a_slurm_job(folder, tmp_path):
         assert db.run_values(1234, 2)["heavy"]["value"] == 201   # 2 * 100 + ran in Slurm
     log = (folder / "process_logs" / "r2-p1234.out").read_text()
     assert "----- Processing r2 (p1234) as" in log and "(job id: " in log
+
+
+def test_a_context_python_evaluates_in_that_interpreter_under_the_limits(folder, tmp_path):
+    import os
+    import sys
+    wrapper = tmp_path / "user-python"   # another interpreter, as far as the folder knows
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    with DamnitDB(folder) as db:
+        db.metameta["context_python"] = str(wrapper)
+    result, mats, checks = materialize(folder, tmp_path, "raw", 3)
+    assert result.success
+    assert {"n_trains", "cores"} <= mats
+    assert "exceeded the 1 GB memory limit" in checks["greedy"]
+    log = (folder / "process_logs" / "r3-p1234.out").read_text()
+    assert f"python: {wrapper}" in log and os.path.exists(wrapper)
