@@ -168,7 +168,7 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
 
         # A ranged run evaluates several runs at once (one per core, each in its own forked
         # child) and reports them in order; the user's code is loaded once, before.
-        workers = 1 if bucket == CLUSTER else min(len(runs), len(os.sched_getaffinity(0)))
+        workers = 1 if bucket == CLUSTER else min(len(runs), len(os.sched_getaffinity(0)) + 1)
         if workers > 1:
             preload_context(path, python)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as pool:
