@@ -18,6 +18,7 @@ re-attached, and NetCDF dimension ids are moved past those already in the file.
 from __future__ import annotations
 
 import posixpath
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,42 +175,37 @@ class _Copier:
             self.next_dimid = offset + max(src_ids) + 1
 
 
-def copy_variable(copier: _Copier, fsrc: h5py.File, name: str) -> None:
-    """Copy every place where ``fsrc`` stores ``name``."""
-    for path in (name, *(f"{g}/{name}" for g in SPECIAL_GROUPS)):
-        if path in fsrc:
-            copier.copy(fsrc, path)
-
-
 def merge_into_new_file(old_path, fragment_path, out_path) -> set[str]:
     """Write ``out_path`` = the run file ``old_path`` (or nothing, if ``None``) with the
     fragment merged in by the re-run rule. Returns the names the fragment replaced.
 
-    Everything of the old file that the fragment does not replace is copied, including
-    root attributes and groups we do not know; a new file takes the fragment's root
-    attributes (without ``cleared``).
+    ``out_path`` starts as a byte copy of the fragment (a run's first store copies
+    nothing else); everything of the old file that the fragment does not replace is then
+    copied in, including root attributes (which win over the fragment's) and groups we do
+    not know. The ``cleared`` attribute is dropped.
     """
-    with h5py.File(fragment_path, "r") as ffrag, h5py.File(out_path, "w") as fout:
-        replaced = variable_names(ffrag) | cleared_names(ffrag)
-        copier = _Copier(fout)
-        if old_path is not None:
-            with h5py.File(old_path, "r") as fold:
-                _copy_attrs(fold, fout)
-                for key, obj in fold.items():
-                    if key in SPECIAL_GROUPS and isinstance(obj, h5py.Group):
-                        fout.require_group(key)
-                        _copy_attrs(obj, fout[key])
-                        for name in obj:
-                            if name not in replaced:
-                                copier.copy(fold, f"{key}/{name}")
-                    elif key not in replaced:
-                        copier.copy(fold, key)
-        else:
-            _copy_attrs(ffrag, fout, skip={CLEARED_ATTR})
+    shutil.copyfile(fragment_path, out_path)
+    with h5py.File(out_path, "r+") as fout:
+        replaced = variable_names(fout) | cleared_names(fout)
+        if CLEARED_ATTR in fout.attrs:
+            del fout.attrs[CLEARED_ATTR]
         for special in SPECIAL_GROUPS:
             fout.require_group(special)
-        for name in sorted(replaced):
-            copy_variable(copier, ffrag, name)
+        if old_path is None:
+            return replaced
+        copier = _Copier(fout)
+        with h5py.File(old_path, "r") as fold:
+            for key in list(fout.attrs):
+                del fout.attrs[key]
+            _copy_attrs(fold, fout)
+            for key, obj in fold.items():
+                if key in SPECIAL_GROUPS and isinstance(obj, h5py.Group):
+                    _copy_attrs(obj, fout[key])
+                    for name in obj:
+                        if name not in replaced:
+                            copier.copy(fold, f"{key}/{name}")
+                elif key not in replaced:
+                    copier.copy(fold, key)
     return replaced
 
 
