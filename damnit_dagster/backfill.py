@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
@@ -111,36 +112,84 @@ def _daemon_alive(instance: dg.DagsterInstance) -> bool:
     return beat is not None and time.time() - beat.timestamp < DAEMON_QUIET
 
 
-def collect_results(instance: dg.DagsterInstance, run_ids, proposal: int,
-                    runs: list[int]) -> dict[int, RunResult]:
-    """Per-run results from the materialization and check events of Dagster runs."""
-    results = {r: RunResult(r) for r in runs}
-    prefix = f"p{int(proposal)}"
-    for run_id in run_ids:
-        for entry in instance.all_logs(run_id, of_type={DagsterEventType.ASSET_MATERIALIZATION,
-                                                         DagsterEventType.ASSET_CHECK_EVALUATION}):
-            event = entry.dagster_event
-            if event.is_step_materialization:
-                mat = event.step_materialization_data.materialization
-                key, partition = mat.asset_key, mat.partition
-            else:
-                ev = event.asset_check_evaluation_data
-                key, partition = ev.asset_key, ev.partition
-            if not key.path or key.path[0] != prefix or partition is None:
-                continue
-            result = results.get(int(partition))
-            if result is None:
-                continue
-            name = ".".join(key.path[1:])
-            if event.is_step_materialization:
-                result.ok.append(name)
-            else:
-                text = ev.description or ""
-                if ev.severity == dg.AssetCheckSeverity.ERROR:
-                    result.failed[name] = text
-                else:
-                    result.skipped[name] = text
-    return results
+class ResultCollector:
+    """Per-run results, read from the materialization and check events of Dagster runs.
+
+    :meth:`update` reads only the events written since its last call (a cursor per
+    Dagster run), so following a long reprocess costs little.
+    """
+
+    _TYPES = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
+
+    def __init__(self, proposal: int, runs: list[int]):
+        self.prefix = f"p{int(proposal)}"
+        self.results = {r: RunResult(r) for r in runs}
+        self._cursors: dict[str, str | None] = {}
+
+    def update(self, instance: dg.DagsterInstance, run_ids) -> dict[int, RunResult]:
+        """Read the new events of ``run_ids``; returns the results so far."""
+        for run_id in run_ids:
+            while True:
+                page = instance.get_records_for_run(run_id, cursor=self._cursors.get(run_id),
+                                                    of_type=self._TYPES, limit=1000)
+                for record in page.records:
+                    self._add(record.event_log_entry.dagster_event)
+                self._cursors[run_id] = page.cursor
+                if not page.has_more:
+                    break
+        return self.results
+
+    def done(self, names: set[str]) -> int:
+        """How many runs have a result for each of ``names``."""
+        return sum(1 for r in self.results.values() if r.names() >= names)
+
+    def _add(self, event) -> None:
+        if event.is_step_materialization:
+            mat = event.step_materialization_data.materialization
+            key, partition = mat.asset_key, mat.partition
+        else:
+            evaluation = event.asset_check_evaluation_data
+            key, partition = evaluation.asset_key, evaluation.partition
+        if not key.path or key.path[0] != self.prefix or partition is None:
+            return
+        result = self.results.get(int(partition))
+        if result is None:
+            return
+        name = ".".join(key.path[1:])
+        if event.is_step_materialization:
+            result.ok.append(name)
+        elif evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            result.failed[name] = evaluation.description or ""
+        else:
+            result.skipped[name] = evaluation.description or ""
+
+
+class Selection(NamedTuple):
+    """What a reprocess request means."""
+
+    proposal: int
+    runs: list[int]
+    names: list[str]           # saved variables to compute, in evaluation order
+    variables: list[dict]      # the served context file's described variables
+
+
+def selection(paths: DamnitPaths, runs, match=(), variables=(), data: str = "all") -> Selection:
+    """The runs and variables of a reprocess request; ``"all"`` runs are those in
+    ``runs.sqlite``. Raises ``ValueError`` for an empty or bad selection."""
+    with DamnitDB(paths.db_file) as db:
+        proposal = db.proposal
+        if parse_runs(runs) == "all":
+            runs = [r["run"] for r in db.conn.execute(
+                "SELECT DISTINCT run FROM run_info WHERE proposal = ? ORDER BY run",
+                (proposal,))]
+    run_list = parse_runs(runs)
+    if not run_list:
+        raise ValueError("no runs to reprocess")
+    snapshot = load_context(paths.root)
+    names = choose_variables(snapshot.variables, data, tuple(variables), tuple(match))
+    if not names:
+        raise ValueError("no saved variable matches the selection")
+    return Selection(proposal, run_list, names, snapshot.variables)
 
 
 def reprocess(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
@@ -156,19 +205,7 @@ def reprocess(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
     Raises ``TimeoutError`` after ``timeout`` seconds.
     """
     paths = DamnitPaths(damnit_dir)
-    with DamnitDB(paths.db_file) as db:
-        proposal = db.proposal
-        if parse_runs(runs) == "all":
-            runs = [r["run"] for r in db.conn.execute(
-                "SELECT DISTINCT run FROM run_info WHERE proposal = ? ORDER BY run",
-                (proposal,))]
-    run_list = parse_runs(runs)
-    if not run_list:
-        raise ValueError("no runs to reprocess")
-    snapshot = load_context(paths.root)
-    names = choose_variables(snapshot.variables, data, tuple(variables), tuple(match))
-    if not names:
-        raise ValueError("no saved variable matches the selection")
+    proposal, run_list, names, _ = selection(paths, runs, match, variables, data)
     own_instance = instance is None
     instance = instance or dg.DagsterInstance.get()
     try:
@@ -195,11 +232,12 @@ def reprocess(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
 
 def _follow(instance, backfill_id, proposal, run_list, names, progress, poll, timeout):
     t0, last_done = time.time(), None
+    collector = ResultCollector(proposal, run_list)
     while True:
         backfill = instance.get_backfill(backfill_id)
         dagster_runs = instance.get_runs(filters=dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill_id}))
-        results = collect_results(instance, [r.run_id for r in dagster_runs], proposal, run_list)
-        done = sum(1 for r in results.values() if r.names() >= names)
+        collector.update(instance, [r.run_id for r in dagster_runs])
+        done = collector.done(names)
         finished = bool(dagster_runs) and all(r.is_finished for r in dagster_runs)
         terminal = backfill.status in BULK_ACTION_TERMINAL_STATUSES
         if progress is not None and done != last_done:
@@ -210,7 +248,7 @@ def _follow(instance, backfill_id, proposal, run_list, names, progress, poll, ti
             progress(Progress(done, len(run_list), status, backfill_id))
             last_done = done
         if terminal or (finished and done == len(run_list)):
-            return results
+            return collector.update(instance, [r.run_id for r in dagster_runs])
         if timeout is not None and time.time() - t0 > timeout:
             raise TimeoutError(f"backfill {backfill_id}: {done} of {len(run_list)} runs done "
                                f"after {timeout:.0f} s (status {backfill.status.value})")

@@ -5,6 +5,7 @@ Every command acts on the DAMNIT folder in the current directory, or the one giv
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -194,15 +195,20 @@ def read_context(folder: Folder):
               "repeatable; wins over --match.")
 @click.option("--data", type=click.Choice(["raw", "proc", "all"]), default="all",
               show_default=True, help="Which variables: raw, proc or all.")
+@click.option("--direct", is_flag=True, help="Do the work in this process (as Dagster runs "
+              "recorded in the instance) instead of a backfill run by the Dagster daemon.")
 @click.pass_obj
-def reprocess(folder: Folder, runs, match, variables, data):
+def reprocess(folder: Folder, runs, match, variables, data, direct):
     """Recompute variables for RUNS (numbers, ranges like 5-9, or 'all').
 
-    Blocks until done, with a progress bar. Exits 0 when every run was processed, even if
-    some variables failed (they are listed); non-zero when a run could not be processed.
+    By default a Dagster backfill does it: the running backend's daemon, or a daemon
+    started for the command. Blocks until done, with a progress bar. Exits 0 when every
+    run was processed, even if some variables failed (they are listed); non-zero when a
+    run could not be processed.
     """
     from .backend import temporary_daemon
     from .backfill import parse_runs, reprocess as run_backfill
+    from .direct import reprocess_direct
 
     sync_context(folder)  # like DAMNIT's --update-vars: the table knows every variable
     with folder.db() as db:
@@ -222,16 +228,19 @@ def reprocess(folder: Folder, runs, match, variables, data):
     run_list = [r for r in run_list if r in raw_runs]
     if not run_list:
         raise click.ClickException("no run to reprocess has raw data")
-    with temporary_daemon(folder.paths.root), click.progressbar(
-            length=1, label="Reprocessing", show_pos=True) as bar:
+    work = reprocess_direct if direct else run_backfill
+    with (contextlib.nullcontext() if direct else temporary_daemon(folder.paths.root),
+          click.progressbar(length=len(run_list), label="Reprocessing", show_pos=True,
+                            file=sys.stderr) as bar,
+          _user_output_to_process_logs(direct)):
         def progress(p):
             bar.length = p.total
             bar.label = f"Reprocessing ({p.status})"
             bar.update(p.done - bar.pos)
 
         try:
-            results = run_backfill(folder.paths.root, run_list, match=match, variables=variables,
-                                   data=data, progress=progress)
+            results = work(folder.paths.root, run_list, match=match, variables=variables,
+                           data=data, progress=progress)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
     not_processed = list(no_data)
@@ -248,6 +257,18 @@ def reprocess(folder: Folder, runs, match, variables, data):
         raise click.ClickException(
             f"not processed: {', '.join(f'r{r}' for r in sorted(not_processed))} "
             f"(see process_logs/ and the Dagster UI)")
+
+
+@contextlib.contextmanager
+def _user_output_to_process_logs(direct: bool):
+    """In a direct reprocess, what the user's code prints is in ``process_logs/`` (and a
+    step copies it to its compute log, here the terminal): keep the terminal for the
+    progress bar and the summary."""
+    if not direct:
+        yield
+        return
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+        yield
 
 
 @main.command()

@@ -1,0 +1,117 @@
+"""Reprocessing in this process, without a daemon: ``damnit-dagster reprocess --direct``.
+
+Like DAMNIT's ``reprocess --direct``, the command itself does the work, so nothing has
+to be started first. It executes the same jobs a backfill would launch, in this process,
+against the instance: one Dagster run per contiguous range of run partitions (the local
+variables; then the ``cluster=True`` ones, in Slurm as always), recorded like any other
+run (tag ``damnit/trigger=reprocess-direct``), so the UI shows the materialisations and
+the runs. Each run's user code still runs in its own forked child, one per core.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import dagster as dg
+from dagster._core.utils import make_new_run_id
+
+from .assets import CLUSTER, bucket_of, variable_key
+from .backfill import Progress, ResultCollector, RunResult, selection
+from .definitions import build_definitions
+from .jobs import job_name
+from .partitions import add_runs, partitions_name
+from .storage.layout import DamnitPaths
+
+#: Tag value of ``damnit/trigger`` on the Dagster runs of a direct reprocess.
+TRIGGER = "reprocess-direct"
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def partition_ranges(partition_keys: list[str], runs: list[int]) -> list[tuple[str, str]]:
+    """``runs`` as (first, last) partition keys of ranges that are contiguous in
+    ``partition_keys`` (the order Dagster ranges follow), in that order."""
+    position = {key: i for i, key in enumerate(partition_keys)}
+    wanted = sorted(position[str(r)] for r in runs)
+    ranges, start = [], None
+    for i, pos in enumerate(wanted):
+        if start is None:
+            start = pos
+        if i + 1 == len(wanted) or wanted[i + 1] != pos + 1:
+            ranges.append((partition_keys[start], partition_keys[pos]))
+            start = None
+    return ranges
+
+
+def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
+                     progress: Callable[[Progress], None] | None = None,
+                     instance: dg.DagsterInstance | None = None,
+                     poll: float = 0.5) -> dict[int, RunResult]:
+    """Recompute the selected variables (as :func:`.backfill.reprocess`) of ``runs`` in
+    this process; returns the per-run results. ``progress`` is called from a helper
+    thread whenever the count of finished runs changes."""
+    paths = DamnitPaths(damnit_dir)
+    proposal, run_list, names, described = selection(paths, runs, match, variables, data)
+    placement = {v["name"]: bucket_of(v) for v in described}
+    own_instance = instance is None
+    instance = instance or dg.DagsterInstance.get()
+    try:
+        add_runs(instance, proposal, run_list)
+        defs = build_definitions(paths.root, with_sensor=False)
+        ranges = partition_ranges(instance.get_dynamic_partitions(partitions_name(proposal)),
+                                  run_list)
+        plan = []  # (job, asset keys, range, run id), local variables first
+        for cluster in (False, True):
+            keys = [variable_key(proposal, n) for n in names
+                    if (placement[n] == CLUSTER) == cluster]
+            if keys:
+                job = defs.resolve_job_def(job_name("all", cluster))
+                plan.extend((job, keys, r, make_new_run_id()) for r in ranges)
+        with _Watcher(instance, proposal, run_list, set(names), [p[3] for p in plan],
+                      progress, poll):
+            for job, keys, (first, last), run_id in plan:
+                job.execute_in_process(
+                    instance=instance, asset_selection=keys, run_id=run_id,
+                    raise_on_error=False,
+                    tags={RANGE_START: first, RANGE_END: last, "damnit/trigger": TRIGGER,
+                          "damnit/data": data},
+                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+        return ResultCollector(proposal, run_list).update(instance, [p[3] for p in plan])
+    finally:
+        if own_instance:
+            instance.dispose()
+
+
+class _Watcher:
+    """Calls ``progress`` from a thread, with its own instance, while the runs execute."""
+
+    def __init__(self, instance, proposal, run_list, names, run_ids, progress, poll):
+        self.instance_ref = instance.get_ref()
+        self.collector = ResultCollector(proposal, run_list)
+        self.names, self.run_ids, self.progress, self.poll = names, run_ids, progress, poll
+        self.total = len(run_list)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="damnit-progress", daemon=True)
+
+    def _report(self, instance, last):
+        self.collector.update(instance, self.run_ids)
+        done = self.collector.done(self.names)
+        if done != last:
+            self.progress(Progress(done, self.total, "running in this process", ""))
+        return done
+
+    def _watch(self):
+        with dg.DagsterInstance.from_ref(self.instance_ref) as instance:
+            last = None
+            while not self._stop.wait(self.poll):
+                last = self._report(instance, last)
+            self._report(instance, last)
+
+    def __enter__(self):
+        if self.progress is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()

@@ -1,0 +1,107 @@
+"""``reprocess --direct``: the command executes the Dagster runs itself, no daemon."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from damnit_dagster.direct import TRIGGER, partition_ranges, reprocess_direct
+from damnit_dagster.partitions import partitions_name
+from damnit_dagster.storage.layout import init_damnit_dir
+
+REPO = Path(__file__).resolve().parent.parent
+PROPOSAL = 3456
+
+CONTEXT = '''
+from damnit_ctx import Variable
+from extra.components import XGM
+
+@Variable(title="Run")
+def run_no(run, n: "meta#run_number"):
+    return n
+
+@Variable(title="XGM intensity", summary="mean")
+def xgm_intensity(run):
+    return XGM(run).pulse_energy().mean("pulseIndex")
+
+@Variable(title="Odd only")
+def odd_only(run, n: "var#run_no"):
+    if n % 2 == 0:
+        raise ValueError(f"run {n} is even")
+    return n
+'''
+
+
+def test_partition_ranges_follow_the_order_of_the_partitions():
+    keys = ["1", "2", "3", "5", "4", "6"]        # run 5 was added before run 4
+    assert partition_ranges(keys, [1, 2, 3]) == [("1", "3")]
+    assert partition_ranges(keys, [2, 3, 4]) == [("2", "3"), ("4", "4")]
+    assert partition_ranges(keys, [4, 5, 6]) == [("5", "6")]
+    assert partition_ranges(keys, [1, 6]) == [("1", "1"), ("6", "6")]
+
+
+@pytest.fixture
+def direct_setup(tmp_path, mock_proposal, monkeypatch):
+    """6 mock runs of proposal 3456, its DAMNIT folder and a DAGSTER_HOME (no daemon)."""
+    from damnit_dagster.mockdata import make_proposal
+
+    make_proposal(mock_proposal.root, PROPOSAL, range(1, 7), ntrains=20, runs_without_proc=())
+    folder = tmp_path / "amore"
+    src = tmp_path / "src.py"
+    src.write_text(textwrap.dedent(CONTEXT))
+    init_damnit_dir(folder, PROPOSAL, context_source=src)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return folder
+
+
+def test_direct_reprocess_stores_results_and_records_one_dagster_run(direct_setup):
+    from damnit.api import Damnit
+
+    folder = direct_setup
+    seen = []
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(partitions_name(PROPOSAL), ["1", "2", "3", "5"])
+        results = reprocess_direct(folder, "2-4", progress=seen.append, instance=instance)
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"damnit/trigger": TRIGGER}))
+        materialized = instance.get_materialized_partitions(
+            dg.AssetKey([f"p{PROPOSAL}", "xgm_intensity"]))
+
+    assert sorted(results) == [2, 3, 4]
+    for run, result in results.items():
+        assert {"run_no", "xgm_intensity"} <= set(result.ok), (run, result)
+        if run % 2:
+            assert "odd_only" in result.ok
+        else:
+            assert result.failed["odd_only"] == f"failed: ValueError: run {run} is even"
+    # run 4 became a partition after run 5: two ranges, two Dagster runs, both successful
+    assert sorted((r.tags["dagster/asset_partition_range_start"],
+                   r.tags["dagster/asset_partition_range_end"]) for r in runs) == [
+        ("2", "3"), ("4", "4")]
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    assert materialized == {"2", "3", "4"}
+    assert seen and seen[-1].done == 3 and seen[-1].total == 3
+    assert [p.done for p in seen] == sorted(p.done for p in seen)
+    table = Damnit(folder).table()
+    assert table.set_index("run").run_no.to_dict() == {2: 2, 3: 3, 4: 4}
+
+
+def test_direct_reprocess_command_shows_progress_failures_and_a_summary(direct_setup):
+    folder = direct_setup
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "damnit-dagster"), "--dir", str(folder),
+         "reprocess", "--direct", "2-3", "--var", "odd_only"],
+        capture_output=True, text=True, timeout=300, cwd=folder,
+        env={**os.environ, "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0, proc.stderr
+    assert "Reprocessing" in proc.stderr
+    assert "r2 odd_only: failed: ValueError: run 2 is even" in proc.stdout
+    assert f"p{PROPOSAL}: 2 of 2 runs processed, 1 variable failure(s)" in proc.stdout
+    # what the user's code printed is in the run's process log, not on the terminal
+    assert "run 2 is even" in (folder / "process_logs" / f"r2-p{PROPOSAL}.out").read_text()
+    assert "Traceback" not in proc.stderr
