@@ -5,8 +5,11 @@ proposal and the same 25-variable context (``damnit_dagster/templates/context_25
   created once and reused): ``damnit init``, ``db-config context_python <that venv's
   python>``, then ``AMORE_BROKER=none damnit reprocess --direct 1 .. N`` and
   ``damnit combiner now .`` (research xfel-data.md §3.1), timed together.
-* **ours**: a fresh DAMNIT folder and a fresh ``DAGSTER_HOME``;
-  ``damnit-dagster reprocess 1-N`` timed end to end (it starts its own Dagster daemon).
+* **ours**, two ways, each with a fresh DAMNIT folder and a fresh ``DAGSTER_HOME``, timed
+  end to end: ``damnit-dagster reprocess --direct 1-N`` (the command executes the Dagster
+  runs itself, as DAMNIT's ``--direct`` does the work in the command), and
+  ``damnit-dagster reprocess 1-N`` (a backfill, executed by a Dagster daemon the command
+  starts for itself since no backend runs).
 * **floor**: one warm Python process (after one warm-up run) loading the context once and
   calling ``context_loader.runner.execute`` + ``store_fragment`` per run
   (``reprocess_floor.floor`` when it is importable).
@@ -22,7 +25,8 @@ research xfel-data.md §4 (nafka + DAMNIT's real listener + local processing + c
 same context, 4 events on this machine); it is quoted, not re-measured.
 
 Usage: ``python benchmarks/compare_damnit.py [--runs 20 [100]] [--events 20]
-[--workdir /tmp/damnit-bench]``
+[--workdir /tmp/damnit-bench] [--reuse-damnit]``; ``--reuse-damnit`` takes DAMNIT's
+numbers from an earlier pass in the same workdir (they do not depend on our code).
 """
 from __future__ import annotations
 
@@ -53,6 +57,10 @@ DAMNIT_LATENCY = (5.5, 6.7)
 GOAL_THROUGHPUT_VS_DAMNIT = 10.0
 GOAL_LATENCY_VS_DAMNIT = 0.5
 GOAL_TIME_VS_FLOOR = 1.5
+#: Who is measured, in this order: ``ours`` is ``reprocess --direct`` (the command does the
+#: work, like DAMNIT's ``--direct``), ``ours-backfill`` plain ``reprocess`` (a backfill run
+#: by a Dagster daemon that the command starts for itself).
+CONTENDERS = ("floor", "ours", "ours-backfill", "damnit")
 BIN = Path(sys.executable).parent
 
 
@@ -123,15 +131,18 @@ def run_damnit(bin_dir: Path, work: Path, nruns: int, env: dict):
     return measured
 
 
-def run_ours(work: Path, nruns: int, env: dict):
-    """``damnit-dagster reprocess 1-N`` in a fresh folder and Dagster home: Measured."""
+def run_ours(work: Path, nruns: int, env: dict, direct: bool = True):
+    """``damnit-dagster reprocess [--direct] 1-N`` in a fresh folder and Dagster home:
+    Measured. ``--direct`` works in the command's process, as DAMNIT's ``--direct``;
+    without it a backfill is run by a Dagster daemon the command starts."""
     folder, home = work / "amore", fresh(work / "dagster_home")
     env = {**env, "DAGSTER_HOME": str(home)}
     cli = BIN / "damnit-dagster"
     logfile = work / "ours.log"
     run_measured([[cli, "init", PROPOSAL, "--context", CONTEXT, "--path", folder]],
                  cwd=work, env=env, log=logfile)
-    measured = run_measured([[cli, "--dir", folder, "reprocess", f"1-{nruns}"]],
+    mode = ["--direct"] if direct else []
+    measured = run_measured([[cli, "--dir", folder, "reprocess", *mode, f"1-{nruns}"]],
                             cwd=folder, env=env, log=logfile)
     check_stored(folder, nruns, "ours")
     return measured
@@ -296,30 +307,33 @@ def fmt(x, spec=".2f"):
     return f"{x:{spec}}"
 
 
+#: Row labels of our two ways of reprocessing.
+MODES = {"ours": "reprocess --direct", "ours-backfill": "reprocess (backfill)"}
+
+
 def table(results: dict, latency: dict | None) -> str:
     rows = ["| metric | DAMNIT 0.4.0 | ours | floor | ours/DAMNIT | ours/floor | goal met? |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for n, r in results.items():
-        tp = {k: 60 * n / r[k]["wall"] for k in ("damnit", "ours", "floor")}
-        vs_d, vs_f = ratio(tp["ours"], tp["damnit"]), ratio(tp["ours"], tp["floor"])
-        goal = (f"≥{GOAL_THROUGHPUT_VS_DAMNIT:g}x DAMNIT: {'yes' if vs_d >= GOAL_THROUGHPUT_VS_DAMNIT else 'NO'}; "
-                f"≥1/{GOAL_TIME_VS_FLOOR:g} of floor: {'yes' if vs_f >= 1 / GOAL_TIME_VS_FLOOR else 'NO'}")
-        rows.append(f"| reprocess throughput, {n} runs (runs/min) | {fmt(tp['damnit'], '.1f')} "
-                    f"| {fmt(tp['ours'], '.1f')} | {fmt(tp['floor'], '.1f')} | {fmt(vs_d)}x "
-                    f"| {fmt(vs_f)}x | {goal} |")
-        rows.append(f"| reprocess wall time, {n} runs (s) | {r['damnit']['wall']:.1f} "
-                    f"| {r['ours']['wall']:.1f} | {r['floor']['wall']:.1f} "
-                    f"| {fmt(ratio(r['ours']['wall'], r['damnit']['wall']))}x "
-                    f"| {fmt(ratio(r['ours']['wall'], r['floor']['wall']))}x | |")
-        rows.append(f"| CPU time of the process tree, {n} runs (s) | {r['damnit']['cpu']:.1f} "
-                    f"| {r['ours']['cpu']:.1f} | {r['floor']['cpu']:.1f} "
-                    f"| {fmt(ratio(r['ours']['cpu'], r['damnit']['cpu']))}x "
-                    f"| {fmt(ratio(r['ours']['cpu'], r['floor']['cpu']))}x | |")
-        rows.append(f"| peak memory of the process tree, {n} runs (MiB) "
-                    f"| {r['damnit']['peak_mib']:.0f} | {r['ours']['peak_mib']:.0f} "
-                    f"| {r['floor']['peak_mib']:.0f} "
-                    f"| {fmt(ratio(r['ours']['peak_mib'], r['damnit']['peak_mib']))}x "
-                    f"| {fmt(ratio(r['ours']['peak_mib'], r['floor']['peak_mib']))}x | (no goal) |")
+        for who, mode in MODES.items():
+            if who not in r:
+                continue
+            tp = {k: 60 * n / r[k]["wall"] for k in ("damnit", who, "floor")}
+            vs_d, vs_f = ratio(tp[who], tp["damnit"]), ratio(tp[who], tp["floor"])
+            goal = (f"≥{GOAL_THROUGHPUT_VS_DAMNIT:g}x DAMNIT: "
+                    f"{'yes' if vs_d >= GOAL_THROUGHPUT_VS_DAMNIT else 'NO'}; "
+                    f"≥1/{GOAL_TIME_VS_FLOOR:g} of floor: "
+                    f"{'yes' if vs_f >= 1 / GOAL_TIME_VS_FLOOR else 'NO'}")
+            rows.append(f"| {mode}: throughput, {n} runs (runs/min) | {fmt(tp['damnit'], '.1f')} "
+                        f"| {fmt(tp[who], '.1f')} | {fmt(tp['floor'], '.1f')} | {fmt(vs_d)}x "
+                        f"| {fmt(vs_f)}x | {goal} |")
+            for metric, key, unit, spec in (("wall time", "wall", "s", ".1f"),
+                                            ("CPU time of the process tree", "cpu", "s", ".1f"),
+                                            ("peak memory of the process tree", "peak_mib",
+                                             "MiB", ".0f")):
+                a, b, c = r["damnit"][key], r[who][key], r["floor"][key]
+                rows.append(f"| {mode}: {metric}, {n} runs ({unit}) | {a:{spec}} | {b:{spec}} "
+                            f"| {c:{spec}} | {fmt(ratio(b, a))}x | {fmt(ratio(b, c))}x | |")
     if latency:
         ours, floor = latency["ours_median"], latency["floor_median"]
         vs_d = (ours / DAMNIT_LATENCY[1], ours / DAMNIT_LATENCY[0])
@@ -343,6 +357,12 @@ def main():
     parser.add_argument("--events", type=int, default=20,
                         help="events for our latency (0: skip the latency)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/damnit-bench"))
+    parser.add_argument("--reuse-damnit", action="store_true",
+                        help="take DAMNIT's numbers from an earlier pass in the same workdir "
+                             "(<workdir>/damnit-results.json) when there are some")
+    parser.add_argument("--only", nargs="+", choices=CONTENDERS, default=list(CONTENDERS),
+                        help="measure only these (a partial pass prints no table; with "
+                             "'damnit' alone it records DAMNIT's numbers for --reuse-damnit)")
     args = parser.parse_args()
     workdir = args.workdir.absolute()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -352,9 +372,15 @@ def main():
            "MPLBACKEND": "Agg"}
     env.pop("DAGSTER_HOME", None)
     loads, results = [], {}
+    damnit_file = workdir / "damnit-results.json"
+    damnit_known = json.loads(damnit_file.read_text()) if damnit_file.exists() else {}
     for n in args.runs:
         results[n] = {}
-        for who in ("floor", "ours", "damnit"):
+        for who in args.only:
+            if who == "damnit" and args.reuse_damnit and str(n) in damnit_known:
+                results[n][who] = damnit_known[str(n)]
+                log(f"damnit, {n} runs: from {damnit_file} ({results[n][who]['when']})")
+                continue
             work = fresh(workdir / f"{who}-{n}")
             before = load_note()
             log(f"{who}, {n} runs ... ({before})")
@@ -365,10 +391,14 @@ def main():
                                    "process_wall": measured.wall, "source": info["source"],
                                    "note": info.get("note")}
             else:
-                measured = (run_ours(work, n, env) if who == "ours"
-                            else run_damnit(bin_dir, work, n, env))
+                measured = (run_damnit(bin_dir, work, n, env) if who == "damnit"
+                            else run_ours(work, n, env, direct=who == "ours"))
                 results[n][who] = {"wall": measured.wall, "cpu": measured.cpu,
                                    "peak_mib": measured.peak_mib}
+                if who == "damnit":
+                    results[n][who]["when"] = f"{time.strftime('%Y-%m-%d %H:%M')}, {before}"
+                    damnit_known[str(n)] = results[n][who]
+                    damnit_file.write_text(json.dumps(damnit_known, indent=1))
             log(f"  {who}: {results[n][who]['wall']:.1f} s, "
                 f"CPU {results[n][who]['cpu']:.1f} s, "
                 f"peak {results[n][who]['peak_mib']:.0f} MiB")
@@ -389,11 +419,16 @@ def main():
                    "floor_median": statistics.median(info["per_run"][1:]), "ours": ours}
     (workdir / "results.json").write_text(json.dumps(
         {"runs": results, "latency": latency, "loads": loads}, indent=1))
+    if not {"floor", "damnit"} <= set(args.only):
+        log(f"partial pass ({', '.join(args.only)}): numbers in {workdir / 'results.json'}")
+        return
     print(f"\nDAMNIT 0.4.0 vs damnit-dagster vs the in-process floor: mock proposal "
           f"p{PROPOSAL}, the 25-variable context, {os.cpu_count()} cores\n")
     print(table(results, latency))
     print("\nthroughput = runs / wall time: DAMNIT = reprocess --direct + combiner now; ours = "
-          "damnit-dagster reprocess (daemon start included); floor = warm in-process loop "
+          "damnit-dagster reprocess --direct (the command does the work, as DAMNIT's --direct) "
+          "or damnit-dagster reprocess (a backfill; the command starts a Dagster daemon for "
+          "it, as when no backend runs); floor = warm in-process loop "
           f"({', '.join(sorted({r['floor']['source'] for r in results.values()}))}).")
     print("CPU time = user+sys of every process of the tree (sampled; floor: the loop only), "
           "steadier than wall time when other jobs load the machine.")
