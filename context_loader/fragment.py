@@ -76,6 +76,24 @@ def write_fragment(path, cells: dict[str, Cell], errors: dict[str, BaseException
     return path
 
 
+def warm_up() -> None:
+    """Write a tiny image and a tiny figure to an in-memory file: the first time this
+    runs in a process it imports and initialises the netCDF writer, matplotlib's text
+    and image rendering and PNG encoding (several tenths of a second, more than a small
+    variable costs), so processes forked afterwards to evaluate runs start warm."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1))
+    ax = fig.add_subplot()
+    ax.plot([0, 1])
+    ax.set_xlabel("warm-up")
+    cells = {"image": Cell(xr.DataArray(np.arange(16.0).reshape(4, 4), dims=("y", "x"))),
+             "figure": Cell(fig)}
+    with h5py.File("warm-up.h5", "w", driver="core", backing_store=False) as f:
+        for name, cell in cells.items():
+            _write_cell(f, name, cell)
+
+
 def _fsync(path):
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -5,35 +5,25 @@ caller reads a JSON report and an HDF5 fragment, never pickles of user objects.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 
 from .contextfile import ContextFile
 from .errors import ContextFileErrors, Skip
 from .evaluate import evaluate_run, open_run, proc_available
-from .fragment import write_fragment
+from .fragment import warm_up as warm_up_fragment_writer, write_fragment
 from .mymdc import MyMdcClient, proposal_client
 from .variable import RunData
 
 _log = logging.getLogger(__name__)
 
-#: Modules an evaluation imports on first use: the fragment's netCDF writer and what
-#: renders figures and thumbnails. Importing them costs a cold process more than the
-#: evaluation of a small run does.
-LAZY_MODULES = ("h5netcdf", "xarray.backends.h5netcdf_", "matplotlib.figure",
-                "matplotlib.backends.backend_agg", "PIL.Image", "PIL.PngImagePlugin")
-
-
-def preload_modules() -> list[str]:
-    """Import :data:`LAZY_MODULES` now, so that processes forked from this one to evaluate
-    runs start warm. Returns the ones that could not be imported (they stay lazy)."""
-    missing = []
-    for name in LAZY_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    return missing
+def warm_up() -> None:
+    """Prepare this process to fork evaluations: load, once, what evaluating a run loads
+    lazily (the fragment's netCDF writer, matplotlib's rendering, PNG encoding), so that
+    each forked child does not. Never raises: whatever fails here stays lazy."""
+    try:
+        warm_up_fragment_writer()
+    except Exception:
+        _log.debug("warming up the fragment writer failed", exc_info=True)
 
 
 class RunnerError(RuntimeError):

@@ -159,8 +159,8 @@ def zygote_main(request_fd: int, answer_fd: int, preload: Sequence[str]) -> None
             importlib.import_module(name)
         except Exception as e:  # an optional module missing here: fork without it
             print(f"damnit_dagster.launcher: not preloading {name}: {e}", file=sys.stderr)
-    if "context_loader.runner" in sys.modules:  # what evaluations import lazily, too
-        sys.modules["context_loader.runner"].preload_modules()
+    if "context_loader.runner" in sys.modules:  # what evaluations load lazily, too
+        sys.modules["context_loader.runner"].warm_up()
     requests, answers = os.fdopen(request_fd, "r"), os.fdopen(answer_fd, "w")
     first = requests.readline()
     if not first:

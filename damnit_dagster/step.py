@@ -71,9 +71,9 @@ def preload_context(context_path, context_python: str | None = None) -> None:
     """Load the context file in this process once, before several runs are evaluated at
     the same time (only when it is evaluated in this process at all)."""
     if same_interpreter(context_python):
-        from context_loader.runner import preload_modules
+        from context_loader.runner import warm_up
 
-        preload_modules()
+        warm_up()
         try:
             _loaded(str(context_path), file_sha(context_path))
         except Exception:  # every run reports the problem itself

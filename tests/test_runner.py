@@ -306,3 +306,19 @@ def test_mymdc_arguments_use_the_proposals_credentials(mock_proposal, tmp_path):
                             mymdc=Client())
     with h5py.File(tmp_path / "g.h5") as f:
         assert f["sample/data"][()].decode() == "sample of p1234 r1"
+
+
+def test_warm_up_loads_what_evaluations_load_lazily_and_writes_no_file(tmp_path):
+    """A process that forks evaluations warms up first, so each child does not import the
+    netCDF writer and matplotlib's renderer again."""
+    lazy = ["h5netcdf", "xarray.backends.h5netcdf_", "matplotlib.backends.backend_agg",
+            "PIL.PngImagePlugin"]
+    code = ("import sys, json; from context_loader.runner import warm_up; "
+            f"before = [m for m in {lazy!r} if m in sys.modules]; warm_up(); "
+            f"print(json.dumps([before, [m for m in {lazy!r} if m in sys.modules]]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, check=True, env={**os.environ, "MPLBACKEND": "Agg",
+                                                     "PYTHONPATH": str(REPO)}).stdout
+    before, after = json.loads(out)
+    assert before == [] and after == lazy
+    assert list(tmp_path.iterdir()) == []
