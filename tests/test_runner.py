@@ -311,7 +311,7 @@ def test_mymdc_arguments_use_the_proposals_credentials(mock_proposal, tmp_path):
 def test_warm_up_loads_what_evaluations_load_lazily_and_writes_no_file(tmp_path):
     """A process that forks evaluations warms up first, so each child does not import the
     netCDF writer and matplotlib's renderer again."""
-    lazy = ["h5netcdf", "xarray.backends.h5netcdf_", "matplotlib.backends.backend_agg",
+    lazy = ["h5netcdf", "matplotlib.backends.backend_agg", "matplotlib.font_manager",
             "PIL.PngImagePlugin"]
     code = ("import sys, json; from context_loader.runner import warm_up; "
             f"before = [m for m in {lazy!r} if m in sys.modules]; warm_up(); "
