@@ -24,14 +24,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .execution.environment import runner_env
 from .storage.layout import DamnitPaths
 
 log = logging.getLogger(__name__)
 
 #: Seconds allowed for describing a context file in a subprocess.
 DESCRIBE_TIMEOUT = 300
-#: The folder holding ``context_loader`` and ``damnit_ctx`` (added to a subprocess's path).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -113,20 +112,12 @@ def describe_file(path: Path, damnit_dir: Path, context_python: str | None = Non
         return {"ok": False, "problems": [f"{path}: {type(e).__name__}: {e}"]}
 
 
-def subprocess_env() -> dict:
-    """The environment for running ``python -m context_loader`` in another interpreter."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
-    return env
-
-
 def _describe_subprocess(path: Path, damnit_dir: Path, context_python: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="damnit-describe-") as tmp:
         out = Path(tmp) / "describe.json"
         cmd = [context_python, "-m", "context_loader", "describe", str(path), "--out", str(out)]
         try:
-            proc = subprocess.run(cmd, cwd=damnit_dir, env=subprocess_env(), capture_output=True,
+            proc = subprocess.run(cmd, cwd=damnit_dir, env=runner_env(), capture_output=True,
                                   text=True, timeout=DESCRIBE_TIMEOUT, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as e:
             return {"ok": False, "problems": [f"{path}: could not run {context_python}: {e}"]}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .context_source import file_sha
-from .execution.limits import Limits, name_memory_limit
+from .execution.limits import Limits, has_results, name_memory_limit, report_path, take_report
 from .storage.layout import DamnitPaths
 from .storage.writer import store_fragment
 
@@ -101,7 +101,7 @@ def _exec_forked(damnit_dir, context_path, proposal, run, data, variables, fragm
     from context_loader import runner
 
     ctx = _loaded(str(context_path), file_sha(context_path))
-    report_path = Path(str(fragment) + ".report.json")
+    report_file = report_path(Path(fragment))
     log_file.flush()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -121,7 +121,7 @@ def _exec_forked(damnit_dir, context_path, proposal, run, data, variables, fragm
             os.umask(0)
             report = runner.execute(ctx, proposal, run, data, variables=tuple(variables),
                                     fragment_path=str(fragment))
-            report_path.write_text(json.dumps(report))
+            report_file.write_text(json.dumps(report))
             status = 0
         except BaseException:
             traceback.print_exc()
@@ -132,13 +132,8 @@ def _exec_forked(damnit_dir, context_path, proposal, run, data, variables, fragm
     _, wait_status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(wait_status)
     _copy_to_compute_log(log_file, start)
-    try:
-        report = json.loads(report_path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        report = None
-    finally:
-        report_path.unlink(missing_ok=True)
-    if report is None or "variables" not in report:
+    report = take_report(report_file)
+    if not has_results(report):
         if code < 0:
             raise RuntimeError(
                 f"the process evaluating run {run} was killed by signal {-code}; it may have "

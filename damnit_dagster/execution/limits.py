@@ -196,9 +196,9 @@ def evaluate_local(damnit_dir, proposal: int, run: int, data: str = "all", *,
         raise _failed(paths, proposal, run, f"evaluation of run {run} took longer than "
                       f"{timeout:g} s and was stopped") from None
     duration = time.monotonic() - t0
-    report = read_report(report_file)
-    if returncode != 0 or report is None or "variables" not in report:
-        discard(fragment, report_file)
+    report = take_report(report_file)
+    if returncode != 0 or not has_results(report):
+        discard(fragment)
         if returncode < 0:
             reason = (f"the process evaluating run {run} was killed by signal {-returncode}; "
                       f"it may have exceeded the limits for non-cluster variables "
@@ -211,7 +211,6 @@ def evaluate_local(damnit_dir, proposal: int, run: int, data: str = "all", *,
                            f"{limits.mem_text}, noncluster_mem)")
             reason = f"evaluating run {run} failed (exit {returncode}): {detail}"
         raise _failed(paths, proposal, run, reason)
-    report_file.unlink(missing_ok=True)
     name_memory_limit(report, fragment, limits)
     process_log.append(paths.root, proposal, run, _summary(report, duration), echo=echo)
     return Evaluation(report=report, fragment=fragment, log=log, duration=duration)
@@ -270,12 +269,19 @@ def _run_teed(cmd, *, cwd, log: Path, echo, timeout) -> tuple[int, str]:
     return returncode, b"".join(last).decode("utf-8", "replace")
 
 
-def read_report(path: Path) -> dict | None:
-    """The runner's JSON report, or None if it is missing or unreadable."""
+def take_report(path: Path) -> dict | None:
+    """The runner's JSON report (its file removed), or None if missing or unreadable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def has_results(report: dict | None) -> bool:
+    """True when a report says which variables were evaluated (the runner finished)."""
+    return report is not None and "variables" in report
 
 
 def discard(*paths: Path) -> None:

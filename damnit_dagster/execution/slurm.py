@@ -22,8 +22,8 @@ from pathlib import Path
 
 from ..storage.layout import DamnitPaths
 from . import environment, process_log
-from .limits import (Evaluation, ExecutionError, discard, new_fragment_path, read_report,
-                     report_path)
+from .limits import (Evaluation, ExecutionError, discard, has_results, new_fragment_path,
+                     report_path, take_report)
 
 DEFAULT_TIME = "02:00:00"
 
@@ -372,9 +372,8 @@ def evaluate_in_slurm(damnit_dir, proposal: int, run: int, data: str = "all", *,
             raise ExecutionError(f"{e}; see {log}") from None
         raise
     duration = time.monotonic() - t0
-    report = read_report(report_file)
-    report_file.unlink(missing_ok=True)
-    if not end.ok or report is None or "variables" not in report:
+    report = take_report(report_file)
+    if not end.ok or not has_results(report):
         discard(fragment)
         reason = end.describe()
         if report and report.get("error"):
