@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import dagster as dg
@@ -45,24 +44,7 @@ def test_choose_variables_follows_damnit_selection_with_dependencies():
         choose_variables(VARS, names=["nope"])
 
 
-CONTEXT = '''
-from damnit_ctx import Variable
-from extra.components import XGM
-
-@Variable(title="Run")
-def run_no(run, n: "meta#run_number"):
-    return n
-
-@Variable(title="XGM intensity", summary="mean")
-def xgm_intensity(run):
-    return XGM(run).pulse_energy().mean("pulseIndex")
-
-@Variable(title="Odd only")
-def odd_only(run, n: "var#run_no"):
-    if n % 2 == 0:
-        raise ValueError(f"run {n} is even")
-    return n
-'''
+CONTEXT = Path(__file__).parent / "contexts" / "odd_only.py"
 
 
 @pytest.fixture
@@ -73,9 +55,7 @@ def daemon_setup(tmp_path, mock_proposal, monkeypatch):
 
     make_proposal(mock_proposal.root, 2345, range(1, 21), ntrains=20, runs_without_proc=())
     folder = tmp_path / "amore"
-    src = tmp_path / "src.py"
-    src.write_text(textwrap.dedent(CONTEXT))
-    init_damnit_dir(folder, 2345, context_source=src)
+    init_damnit_dir(folder, 2345, context_source=CONTEXT)
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())

@@ -7,7 +7,7 @@ import pytest
 from damnit_dagster.definitions import build_definitions
 from damnit_dagster.storage.layout import init_damnit_dir
 
-from spec_examples import FIRST_EXAMPLE
+from spec_examples import FIRST_EXAMPLE, GROUP_XGM, NESTED_AS_MEANT
 
 SPEC_BASIC = FIRST_EXAMPLE
 
@@ -47,49 +47,7 @@ def heavy(run, b: "var#bar"):
     return b
 '''
 
-SPEC_GROUPS = '''
-from extra.components import XGM
-from damnit_ctx import Variable, Group
-
-@Group(title="XGM Diag", tags=["XGM"])
-class XGMDiagnostics:
-    device_name: str = None
-    offset: float = 0.0
-
-    @Variable(title="Pulse Energy", summary="mean")
-    def pulse_energy(self, run):
-        return XGM(run, self.device_name).pulse_energy()
-
-    @Variable(title="Corrected Energy", summary="mean")
-    def corrected_energy(self, run, energy: "self#pulse_energy"):
-        return energy + self.offset
-
-@Group(title="DET")
-class Detector:
-    name: str = "LPD"
-
-    @Variable(title="Photon Count")
-    def n_photons(self, run):
-        return run.alias[self.name]['photon-count'].xarray()
-
-@Group(title="MID Diag", tags=["MID", "Diag"])
-class MIDDiagnostics:
-    xgm: XGMDiagnostics = None
-    agipd = Detector(title="AGIPD", name="AGIPD1M")
-
-    @Variable(title="Photons per µJ")
-    def photons_per_microjoule(self, run,
-                               photons: "self#agipd.n_photons",
-                               energy: "self#xgm.corrected_energy"):
-        return photons / energy
-
-xgm_sa2 = XGMDiagnostics(title="XGM SA2", device_name="SA2_XTD6_XGM/XGM/DOOCS", offset=1.1)
-mid = MIDDiagnostics(
-    title="MID Diag",
-    xgm=XGMDiagnostics(title="XGM SA2", device_name="SA2_XTD6_XGM/XGM/DOOCS", offset=1.1,
-                       tags=["XGM", "SA2"]),
-)
-'''
+SPEC_GROUPS = GROUP_XGM + NESTED_AS_MEANT
 
 
 def make_defs(tmp_path, code):

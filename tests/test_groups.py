@@ -17,6 +17,8 @@ from context_loader.errors import GroupError
 from context_loader.groups import GroupVariable, expand_groups
 from context_loader.variable import RunData, Variable
 
+from spec_examples import CROSS_GROUP, GROUP_XGM, INHERITANCE, NESTED_AS_MEANT
+
 PRELUDE = ("from context_loader.variable import Variable\n"
            "from context_loader.groups import Group\n")
 
@@ -102,32 +104,8 @@ def mock_run(tmp_path_factory):
 
 # -- the spec's examples ------------------------------------------------------------------
 
-XGM_DIAGNOSTICS = """
-from extra.components import XGM
-
-@Group(title="XGM Diag", tags=["XGM"])
-class XGMDiagnostics:
-    # parameters are defined as dataclass fields
-    device_name: str = None
-    offset: float = 0.0
-
-    @Variable(title="Pulse Energy", summary="mean")
-    def pulse_energy(self, run):
-        # Use instance attributes for configuration
-        return XGM(run, self.device_name).pulse_energy()
-
-    @Variable(title="Corrected Energy", summary="mean")
-    def corrected_energy(self, run, energy: "self#pulse_energy"):
-        # This has an intra-group dependency on the 'pulse_energy' variable
-        return energy + self.offset
-
-xgm_sa2 = XGMDiagnostics(title="XGM SA2", device_name="SA2_XTD6_XGM/XGM/DOOCS", offset=1.1)
-xgm_hed = XGMDiagnostics(title="XGM HED", device_name="HED_XTD9_XGM/XGM/DOOCS", offset=0.9)
-"""
-
-
 def test_spec_xgm_diagnostics_names_titles_tags_and_dependencies():
-    vs = expand(XGM_DIAGNOSTICS)
+    vs = expand(GROUP_XGM)
     assert list(vs) == ["xgm_sa2.pulse_energy", "xgm_sa2.corrected_energy",
                         "xgm_hed.pulse_energy", "xgm_hed.corrected_energy"]
     assert vs["xgm_sa2.pulse_energy"].title == "XGM SA2/Pulse Energy"
@@ -150,7 +128,7 @@ def test_spec_xgm_diagnostics_reads_a_real_run(mock_run):
 
     from damnit_dagster.mockdata import XGM_SOURCE
 
-    ns = run_code(XGM_DIAGNOSTICS.replace("SA2_XTD6_XGM/XGM/DOOCS", XGM_SOURCE))
+    ns = run_code(GROUP_XGM.replace("SA2_XTD6_XGM/XGM/DOOCS", XGM_SOURCE))
     errors = {}
     results = evaluate(ns, mock_run, errors)
     expected = XGM(mock_run, XGM_SOURCE).pulse_energy()
@@ -161,30 +139,11 @@ def test_spec_xgm_diagnostics_reads_a_real_run(mock_run):
     assert "HED_XTD9_XGM/XGM/DOOCS" in str(errors["xgm_hed.pulse_energy"])
 
 
-CROSS_GROUP = XGM_DIAGNOSTICS + """
-@Variable(title="Global Offset")
-def global_offset(run):
-    return 42
-
-@Group
-class MyGroup:
-
-    @Variable()
-    def local_var(self, run, offset: "var#global_offset"):
-        # Correctly depends on the top-level global_offset
-        return 10 + offset
-
-    @Variable()
-    def another_var(self, run, xgm_energy: "var#xgm_hed.corrected_energy"):
-        # Correctly depends on a variable from another group instance
-        return xgm_energy * 2
-
-instance = MyGroup("Group")
-"""
+CROSS_GROUP_FULL = GROUP_XGM + CROSS_GROUP
 
 
 def test_spec_cross_group_dependencies_and_positional_title():
-    ns = run_code(CROSS_GROUP)
+    ns = run_code(CROSS_GROUP_FULL)
     vs = {v.name: v for v in expand_groups(ns)}
     assert "global_offset" not in vs  # top-level variables are the loader's business
     assert vs["instance.local_var"].title == "Group/local_var"
@@ -203,39 +162,7 @@ def test_spec_cross_group_dependencies_and_positional_title():
     assert "instance.another_var" not in results and "xgm_hed.pulse_energy" in errors
 
 
-NESTED = XGM_DIAGNOSTICS + """
-@Group(title="DET")
-class Detector:
-    name: str = "LPD"
-
-    @Variable(title="Photon Count")
-    def n_photons(self, run):
-        return run.alias[self.name]['photon-count'].xarray()
-
-# MIDDiagnostics composes XGMDiagnostics and Detector
-@Group(title="MID Diag", tags=["MID", "Diag"])
-class MIDDiagnostics:
-    # Nested instances of other groups
-    xgm: XGMDiagnostics = None
-    agipd = Detector(title="AGIPD", name="AGIPD1M")
-
-    # This variable can depend on children of the nested groups
-    @Variable(title="Photons per µJ")
-    def photons_per_microjoule(self, run,
-                               photons: "self#agipd.n_photons",
-                               energy: "self#xgm.corrected_energy"):
-        return photons / energy
-
-# Instantiate the top-level group
-mid = MIDDiagnostics(
-    xgm=XGMDiagnostics(
-        title="XGM SA2",
-        device_name="SA2_XTD6_XGM/XGM/DOOCS",
-        offset=1.1,
-        tags=["XGM", "SA2"]
-    ),
-)
-"""
+NESTED_FULL = GROUP_XGM + NESTED_AS_MEANT
 
 
 class _Key:
@@ -249,7 +176,7 @@ class _Key:
 
 
 def test_spec_nested_groups_names_titles_tags():
-    vs = expand(NESTED)
+    vs = expand(NESTED_FULL)
     mid = {n: v for n, v in vs.items() if n.startswith("mid.")}
     assert set(mid) == {"mid.photons_per_microjoule", "mid.xgm.pulse_energy",
                         "mid.xgm.corrected_energy", "mid.agipd.n_photons"}
@@ -266,7 +193,7 @@ def test_spec_nested_groups_names_titles_tags():
 
 
 def test_spec_nested_groups_values_and_user_name_field():
-    ns = run_code(NESTED)
+    ns = run_code(NESTED_FULL)
     vs = {v.name: v for v in expand_groups(ns)}
     # Detector's own field 'name' is a normal field: self.name is "AGIPD1M"
     run = types.SimpleNamespace(alias={"AGIPD1M": {"photon-count": _Key(11.0)}})
@@ -278,7 +205,7 @@ def test_spec_nested_groups_values_and_user_name_field():
 
 
 def test_class_level_nested_instance_is_per_owner():
-    ns = run_code(NESTED + "mid2 = MIDDiagnostics()\n")
+    ns = run_code(NESTED_FULL + "mid2 = MIDDiagnostics()\n")
     vs = {v.name: v for v in expand_groups(ns)}
     assert ns["mid"].agipd is not ns["mid2"].agipd
     assert ns["mid"].agipd is not ns["MIDDiagnostics"].agipd
@@ -319,28 +246,6 @@ def test_declared_field_with_a_group_default():
     assert vs["a.total"].annotations() == {"s": "var#a.det.src"}
 
 
-INHERITANCE = """
-@Group(title='Base')
-class BaseAnalysis:
-    @Variable(title="Train Count")
-    def n_trains(self, run):
-        return len(run.train_ids)
-
-# inherits base class' Group properties (e.g. title='Base')
-class DetectorAnalysis(BaseAnalysis):  # Inherits n_trains
-    @Variable(title="Photon Count", data="proc")
-    def photon_count(self, run, n_trains: "self#n_trains"):
-        # Depends on an inherited variable
-        return 1e6 / n_trains
-
-# Sub class decorate with @Group resets Group's properties
-@Group(tags=["Alt"])
-class DetectorAnalysisAlt(BaseAnalysis):
-    ...
-
-# This instance will have two variables: detector.n_trains and detector.photon_count
-detector = DetectorAnalysis("Detector")
-"""
 
 
 def test_spec_inheritance(mock_run):

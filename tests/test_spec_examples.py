@@ -16,7 +16,8 @@ from context_loader.errors import ContextFileErrors, Skip
 from context_loader.evaluate import evaluate_run, open_run
 from context_loader.variable import RunData
 
-from spec_examples import FIRST_EXAMPLE
+from spec_examples import (CROSS_GROUP, FIRST_EXAMPLE, GROUP_XGM, INHERITANCE, NESTED,
+                           NESTED_AS_MEANT)
 
 
 def load(code):
@@ -133,30 +134,6 @@ def test_skip_example(mock_proposal):
     assert res.errors == {} and res.cells["binned_by_scan_step"].data is None
 
 
-GROUP_XGM = '''
-from extra.components import XGM
-from damnit_ctx import Variable, Group
-
-@Group(title="XGM Diag", tags=["XGM"])
-class XGMDiagnostics:
-    # parameters are defined as dataclass fields
-    device_name: str = None
-    offset: float = 0.0
-
-    @Variable(title="Pulse Energy", summary="mean")
-    def pulse_energy(self, run):
-        # Use instance attributes for configuration
-        return XGM(run, self.device_name).pulse_energy()
-
-    @Variable(title="Corrected Energy", summary="mean")
-    def corrected_energy(self, run, energy: "self#pulse_energy"):
-        # This has an intra-group dependency on the 'pulse_energy' variable
-        return energy + self.offset
-
-# Instantiate the group in your context file, providing parameters values
-xgm_sa2 = XGMDiagnostics(title="XGM SA2", device_name="SA2_XTD6_XGM/XGM/DOOCS", offset=1.1)
-xgm_hed = XGMDiagnostics(title="XGM HED", device_name="HED_XTD9_XGM/XGM/DOOCS", offset=0.9)
-'''
 
 
 def test_group_example_as_written(mock_proposal):
@@ -191,26 +168,6 @@ def test_group_example_on_the_mock_runs_device(mock_proposal):
     assert set(res.errors) == {"xgm_hed.pulse_energy", "xgm_hed.corrected_energy"}
 
 
-CROSS_GROUP = '''
-@Variable(title="Global Offset")
-def global_offset(run):
-    return 42
-
-@Group
-class MyGroup:
-
-    @Variable()
-    def local_var(self, run, offset: "var#global_offset"):
-        # Correctly depends on the top-level global_offset
-        return 10 + offset
-
-    @Variable()
-    def another_var(self, run, xgm_energy: "var#xgm_hed.corrected_energy"):
-        # Correctly depends on a variable from another group instance
-        return xgm_energy * 2
-
-instance = MyGroup("Group")
-'''
 
 
 def test_cross_group_example(mock_proposal):
@@ -228,39 +185,6 @@ def test_cross_group_example(mock_proposal):
         "'HED_XTD9_XGM/XGM/DOOCS'")
 
 
-NESTED = '''
-@Group(title="DET")
-class Detector:
-    name: str = "LPD"
-
-    @Variable(title="Photon Count")
-    def n_photons(self, run):
-        return run.alias[self.name]['photon-count'].xarray()
-
-# MIDDiagnostics composes XGMDiagnostics and Detector
-@Group(title="MID Diag", tags=["MID", "Diag"])
-class MIDDiagnostics:
-    # Nested instances of other groups
-    xgm: XGMDiagnostics = None
-    agipd = Detector(title="AGIPD", name="AGIPD1M")
-
-    # This variable can depend on children of the nested groups
-    @Variable(title="Photons per µJ")
-    def photons_per_microjoule(self, run,
-                               photons: "self#agipd.n_photons",
-                               energy: "self#xgm.corrected_energy"):
-        return photons / energy
-
-# Instantiate the top-level group
-mid = MIDDiagnostics(
-    xgm=XGM(
-        title="XGM SA2",
-        device_name="SA2_XTD6_XGM/XGM/DOOCS",
-        offset=1.1,
-        tags=["XGM", "SA2"]
-    ),
-)
-'''
 
 
 def test_nested_example_as_printed_is_a_clear_load_error():
@@ -274,7 +198,7 @@ def test_nested_example_as_printed_is_a_clear_load_error():
 
 
 def test_nested_example(mock_proposal):
-    ctx = load(GROUP_XGM + NESTED.replace("xgm=XGM(", "xgm=XGMDiagnostics("))
+    ctx = load(GROUP_XGM + NESTED_AS_MEANT)
     mid = {n: v for n, v in ctx.vars.items() if n.startswith("mid.")}
     assert mid["mid.agipd.n_photons"].title == "MID Diag/AGIPD/Photon Count"
     assert mid["mid.agipd.n_photons"].tags == ("Diag", "MID")
@@ -287,28 +211,6 @@ def test_nested_example(mock_proposal):
     assert "mid.photons_per_microjoule" in res.errors
 
 
-INHERITANCE = '''
-@Group(title='Base')
-class BaseAnalysis:
-    @Variable(title="Train Count")
-    def n_trains(self, run):
-        return len(run.train_ids)
-
-# inherits base class' Group properties (e.g. title='Base')
-class DetectorAnalysis(BaseAnalysis):  # Inherits n_trains
-    @Variable(title="Photon Count", data="proc")
-    def photon_count(self, run, n_trains: "self#n_trains"):
-        # Depends on an inherited variable
-        return 1e6 / n_trains
-
-# Sub class decorate with @Group resets Group's properties
-@Group(tags=["Alt"])
-class DetectorAnalysisAlt(BaseAnalysis):
-    ...
-
-# This instance will have two variables: detector.n_trains and detector.photon_count
-detector = DetectorAnalysis("Detector")
-'''
 
 
 def test_inheritance_example(mock_proposal):
