@@ -26,6 +26,7 @@ from dagster._core.utils import make_new_backfill_id
 
 from .assets import saved_variables, variable_key
 from .context_source import load_context
+from .outcomes import RUN_ERROR
 from .definitions import build_definitions
 from .partitions import add_runs
 from .storage.database import DamnitDB
@@ -43,9 +44,17 @@ class RunResult:
     ok: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    #: Why the run could not be processed at all (its data could not be opened, its
+    #: results not stored...); then every variable is in ``failed`` with this reason.
+    run_error: str | None = None
 
     def names(self) -> set[str]:
         return {*self.ok, *self.skipped, *self.failed}
+
+    @property
+    def processed(self) -> bool:
+        """True when the run was evaluated and stored (even if some variables failed)."""
+        return self.run_error is None and bool(self.names())
 
 
 @dataclass
@@ -160,6 +169,9 @@ class ResultCollector:
             result.ok.append(name)
         elif evaluation.severity == dg.AssetCheckSeverity.ERROR:
             result.failed[name] = evaluation.description or ""
+            error_cls = evaluation.metadata.get("error_cls")
+            if error_cls is not None and error_cls.value == RUN_ERROR:
+                result.run_error = evaluation.metadata["error"].value
         else:
             result.skipped[name] = evaluation.description or ""
 

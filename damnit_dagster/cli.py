@@ -245,11 +245,14 @@ def reprocess(folder: Folder, runs, match, variables, data, direct):
             raise click.ClickException(str(e)) from None
     not_processed = list(no_data)
     for run, result in sorted(results.items()):
-        for name, error in sorted(result.failed.items()):
-            click.echo(f"r{run} {name}: {error.splitlines()[0] if error else 'failed'}")
-        if not result.names():
+        if result.run_error is not None:
+            click.echo(f"r{run}: not processed: {result.run_error.splitlines()[0]}")
+        else:
+            for name, error in sorted(result.failed.items()):
+                click.echo(f"r{run} {name}: {error.splitlines()[0] if error else 'failed'}")
+        if not result.processed:
             not_processed.append(run)
-    n_failed = sum(len(r.failed) for r in results.values())
+    n_failed = sum(len(r.failed) for r in results.values() if r.run_error is None)
     total = len(results) + len(no_data)
     click.echo(f"p{proposal}: {total - len(not_processed)} of {total} runs "
                f"processed, {n_failed} variable failure(s)")

@@ -34,6 +34,8 @@ from .storage.database import PNG_MAGIC
 
 #: The asset check each variable has: did it compute for the run?
 CHECK_NAME = "evaluation"
+#: ``error_cls`` of the checks of a run that could not be processed at all.
+RUN_ERROR = "RunError"
 #: PNG previews above this many bytes are shrunk (they are stored in every event).
 PREVIEW_MAX_BYTES = 48_000
 PREVIEW_MAX_SIDE = 160
@@ -114,7 +116,7 @@ def events_for_run(outcome: RunOutcome, names: list[str], variables: dict[str, d
     for name in names:
         key = key_of(name)
         if outcome.error is not None:
-            yield check_evaluation(key, partition, ERROR, outcome.error, "RunError")
+            yield check_evaluation(key, partition, ERROR, outcome.error, RUN_ERROR)
             continue
         report = outcome.variables.get(name)
         if report is None:

@@ -2,7 +2,6 @@
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import dagster as dg
@@ -15,24 +14,7 @@ from damnit_dagster.storage.layout import init_damnit_dir
 REPO = Path(__file__).resolve().parent.parent
 PROPOSAL = 3456
 
-CONTEXT = '''
-from damnit_ctx import Variable
-from extra.components import XGM
-
-@Variable(title="Run")
-def run_no(run, n: "meta#run_number"):
-    return n
-
-@Variable(title="XGM intensity", summary="mean")
-def xgm_intensity(run):
-    return XGM(run).pulse_energy().mean("pulseIndex")
-
-@Variable(title="Odd only")
-def odd_only(run, n: "var#run_no"):
-    if n % 2 == 0:
-        raise ValueError(f"run {n} is even")
-    return n
-'''
+CONTEXT = Path(__file__).parent / "contexts" / "odd_only.py"
 
 
 def test_partition_ranges_follow_the_order_of_the_partitions():
@@ -50,9 +32,7 @@ def direct_setup(tmp_path, mock_proposal, monkeypatch):
 
     make_proposal(mock_proposal.root, PROPOSAL, range(1, 7), ntrains=20, runs_without_proc=())
     folder = tmp_path / "amore"
-    src = tmp_path / "src.py"
-    src.write_text(textwrap.dedent(CONTEXT))
-    init_damnit_dir(folder, PROPOSAL, context_source=src)
+    init_damnit_dir(folder, PROPOSAL, context_source=CONTEXT)
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())
@@ -105,3 +85,22 @@ def test_direct_reprocess_command_shows_progress_failures_and_a_summary(direct_s
     # what the user's code printed is in the run's process log, not on the terminal
     assert "run 2 is even" in (folder / "process_logs" / f"r2-p{PROPOSAL}.out").read_text()
     assert "Traceback" not in proc.stderr
+
+
+def test_a_run_that_cannot_be_opened_is_reported_as_not_processed(direct_setup, mock_proposal):
+    from damnit_dagster.mockdata import proposal_dir
+
+    folder = direct_setup
+    broken = proposal_dir(mock_proposal.root, PROPOSAL) / "raw" / "r0009"
+    broken.mkdir(parents=True)
+    (broken / "RAW-R0009-DA01-S00000.h5").write_bytes(b"not an HDF5 file")
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "damnit-dagster"), "--dir", str(folder),
+         "reprocess", "--direct", "5", "9"],
+        capture_output=True, text=True, timeout=300, cwd=folder,
+        env={**os.environ, "MPLBACKEND": "Agg"})
+    assert proc.returncode == 1
+    assert "r9: not processed:" in proc.stdout
+    assert "r9 run_no" not in proc.stdout          # one line for the run, not one per variable
+    assert f"p{PROPOSAL}: 1 of 2 runs processed, 0 variable failure(s)" in proc.stdout
+    assert "not processed: r9 (see process_logs/" in proc.stderr
