@@ -11,6 +11,8 @@ import pytest
 from damnit_dagster.backfill import choose_variables, parse_runs, reprocess
 from damnit_dagster.storage.layout import init_damnit_dir
 
+from odd_only import CONTEXT, assert_results
+
 REPO = Path(__file__).resolve().parent.parent
 
 VARS = [
@@ -44,7 +46,6 @@ def test_choose_variables_follows_damnit_selection_with_dependencies():
         choose_variables(VARS, names=["nope"])
 
 
-CONTEXT = Path(__file__).parent / "contexts" / "odd_only.py"
 
 
 @pytest.fixture
@@ -89,13 +90,7 @@ def test_a_backfill_of_20_runs_processes_all_of_them_in_one_dagster_run(daemon_s
                             timeout=420)
         backfill_runs = instance.get_runs(filters=dg.RunsFilter(
             tags={"dagster/backfill": seen[-1].backfill_id}))
-    assert sorted(results) == list(range(1, 21))
-    for run, result in results.items():
-        assert {"run_no", "xgm_intensity"} <= set(result.ok), (run, result)
-        if run % 2:
-            assert "odd_only" in result.ok
-        else:
-            assert result.failed["odd_only"] == f"failed: ValueError: run {run} is even"
+    assert_results(results, range(1, 21))
     assert len(backfill_runs) == 1           # one Dagster run covered the 20 partitions
     assert seen[-1].done == 20 and seen[-1].total == 20
     assert [p.done for p in seen] == sorted(p.done for p in seen)
