@@ -48,6 +48,11 @@ class PeakTreeRSS:
     def cpu(self) -> float:
         return sum(self._cpu.values())
 
+    @property
+    def cpu_by_process(self) -> dict:
+        """{(pid, start time): CPU seconds} of every process seen, as last sampled."""
+        return dict(self._cpu)
+
     def _sample(self):
         while not self._stop.is_set():
             rss, cpu = tree_sample(self.pid)

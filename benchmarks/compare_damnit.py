@@ -6,10 +6,11 @@ proposal and the same 25-variable context (``damnit_dagster/templates/context_25
   python>``, then ``AMORE_BROKER=none damnit reprocess --direct 1 .. N`` and
   ``damnit combiner now .`` (research xfel-data.md §3.1), timed together.
 * **ours**, two ways, each with a fresh DAMNIT folder and a fresh ``DAGSTER_HOME``, timed
-  end to end: ``damnit-dagster reprocess --direct 1-N`` (the command executes the Dagster
-  runs itself, as DAMNIT's ``--direct`` does the work in the command), and
-  ``damnit-dagster reprocess 1-N`` (a backfill, executed by a Dagster daemon the command
-  starts for itself since no backend runs).
+  end to end: ``damnit-dagster reprocess 1-N`` with no backend running (the command
+  executes the Dagster runs itself, as DAMNIT's ``--direct`` does the work in the
+  command), and the same command while ``damnit-dagster listen`` runs (started first, not
+  timed; the command hands a single-run backfill to the backend's daemon; the CPU and
+  memory of the backend's processes during the command are counted).
 * **floor**: one warm Python process (after one warm-up run) loading the context once and
   calling ``context_loader.runner.execute`` + ``store_fragment`` per run
   (``reprocess_floor.floor`` when it is importable).
@@ -31,6 +32,7 @@ numbers from an earlier pass in the same workdir (they do not depend on our code
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
@@ -45,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _bench_util import PeakTreeRSS, load_note, run_measured  # noqa: E402
+from _bench_util import PeakTreeRSS, load_note, run_measured, tree_sample  # noqa: E402
 
 CONTEXT = HERE.parent / "damnit_dagster" / "templates" / "context_25vars.py"
 PROPOSAL = 1234
@@ -57,9 +59,9 @@ DAMNIT_LATENCY = (5.5, 6.7)
 GOAL_THROUGHPUT_VS_DAMNIT = 10.0
 GOAL_LATENCY_VS_DAMNIT = 0.5
 GOAL_TIME_VS_FLOOR = 1.5
-#: Who is measured, in this order: ``ours`` is ``reprocess --direct`` (the command does the
-#: work, like DAMNIT's ``--direct``), ``ours-backfill`` plain ``reprocess`` (a backfill run
-#: by a Dagster daemon that the command starts for itself).
+#: Who is measured, in this order: ``ours`` is ``reprocess`` with no backend running (the
+#: command does the work, like DAMNIT's ``--direct``), ``ours-backfill`` ``reprocess``
+#: while ``listen`` runs (a backfill run by the backend's daemon).
 CONTENDERS = ("floor", "ours", "ours-backfill", "damnit")
 BIN = Path(sys.executable).parent
 
@@ -131,21 +133,53 @@ def run_damnit(bin_dir: Path, work: Path, nruns: int, env: dict):
     return measured
 
 
-def run_ours(work: Path, nruns: int, env: dict, direct: bool = True):
-    """``damnit-dagster reprocess [--direct] 1-N`` in a fresh folder and Dagster home:
-    Measured. ``--direct`` works in the command's process, as DAMNIT's ``--direct``;
-    without it a backfill is run by a Dagster daemon the command starts."""
+def run_ours(work: Path, nruns: int, env: dict, with_backend: bool = False):
+    """``damnit-dagster reprocess 1-N`` in a fresh folder and Dagster home: Measured.
+
+    Without a backend the command executes the Dagster runs itself (as DAMNIT's
+    ``--direct`` does the work in the command). ``with_backend``: ``listen`` is started
+    first (not timed) and the command hands a backfill to its daemon; the CPU of the
+    backend's processes during the command and their memory are counted too."""
     folder, home = work / "amore", fresh(work / "dagster_home")
     env = {**env, "DAGSTER_HOME": str(home)}
     cli = BIN / "damnit-dagster"
     logfile = work / "ours.log"
     run_measured([[cli, "init", PROPOSAL, "--context", CONTEXT, "--path", folder]],
                  cwd=work, env=env, log=logfile)
-    mode = ["--direct"] if direct else []
-    measured = run_measured([[cli, "--dir", folder, "reprocess", *mode, f"1-{nruns}"]],
-                            cwd=folder, env=env, log=logfile)
+    command = [[cli, "--dir", folder, "reprocess", f"1-{nruns}"]]
+    if not with_backend:
+        measured = run_measured(command, cwd=folder, env=env, log=logfile)
+    else:
+        with listening(folder, home, env, logfile) as backend:
+            _, before = tree_sample(backend.pid)
+            with PeakTreeRSS(backend.pid) as peak:
+                measured = run_measured(command, cwd=folder, env=env, log=logfile)
+            measured.cpu += sum(cpu - before.get(p, 0.0) for p, cpu in peak.cpu_by_process.items())
+            measured.peak_mib += peak.peak / 2**20
     check_stored(folder, nruns, "ours")
     return measured
+
+
+@contextlib.contextmanager
+def listening(folder: Path, home: Path, env: dict, logfile: Path):
+    """``damnit-dagster listen`` for ``folder``, running once its sensor has ticked."""
+    import dagster as dg
+
+    with open(logfile, "ab") as out:
+        backend = subprocess.Popen([str(BIN / "damnit-dagster"), "--dir", str(folder), "listen"],
+                                   cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            wait_for_sensor(instance, backend, logfile)
+        yield backend
+    finally:
+        os.killpg(backend.pid, 15)
+        try:
+            backend.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(backend.pid, 9)
+            backend.wait()
 
 
 def run_floor(work: Path, nruns: int, env: dict, data: str = "all"):
@@ -220,22 +254,17 @@ def our_latency(work: Path, runs: list[int], expected: dict[int, set[str]], env:
 
     folder, home = work / "amore", fresh(work / "dagster_home")
     env = {**env, "DAGSTER_HOME": str(home)}
-    cli = BIN / "damnit-dagster"
     logfile = work / "listen.log"
-    run_measured([[cli, "init", PROPOSAL, "--context", CONTEXT, "--path", folder]],
-                 cwd=work, env=env, log=logfile)
+    run_measured([[BIN / "damnit-dagster", "init", PROPOSAL, "--context", CONTEXT,
+                   "--path", folder]], cwd=work, env=env, log=logfile)
     db = folder / "runs.sqlite"
-    with open(logfile, "ab") as out:
-        backend = subprocess.Popen([str(cli), "--dir", str(folder), "listen"], cwd=folder,
-                                   env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
     saved = os.environ.get("DAGSTER_HOME")
     os.environ["DAGSTER_HOME"] = str(home)
     latencies = []
     try:
-        with PeakTreeRSS(backend.pid, interval=0.2) as peak, \
+        with listening(folder, home, env, logfile) as backend, \
+                PeakTreeRSS(backend.pid, interval=0.2) as peak, \
                 dg.DagsterInstance.from_config(str(home)) as instance:
-            wait_for_sensor(instance, backend, logfile)
             inbox = EventInbox(home / "damnit_events.sqlite")
             for i, run in enumerate(runs):
                 t0 = time.time()
@@ -253,12 +282,6 @@ def our_latency(work: Path, runs: list[int], expected: dict[int, set[str]], env:
                 log(f"  event r{run}: {seen:.2f} s{' (warm-up)' if not i else ''}")
                 time.sleep(0.5)
     finally:
-        os.killpg(backend.pid, 15)
-        try:
-            backend.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(backend.pid, 9)
-            backend.wait()
         if saved is None:
             os.environ.pop("DAGSTER_HOME", None)
         else:
@@ -308,7 +331,7 @@ def fmt(x, spec=".2f"):
 
 
 #: Row labels of our two ways of reprocessing.
-MODES = {"ours": "reprocess --direct", "ours-backfill": "reprocess (backfill)"}
+MODES = {"ours": "reprocess, no backend", "ours-backfill": "reprocess, backend running"}
 
 
 def table(results: dict, latency: dict | None) -> str:
@@ -392,7 +415,7 @@ def main():
                                    "note": info.get("note")}
             else:
                 measured = (run_damnit(bin_dir, work, n, env) if who == "damnit"
-                            else run_ours(work, n, env, direct=who == "ours"))
+                            else run_ours(work, n, env, with_backend=who == "ours-backfill"))
                 results[n][who] = {"wall": measured.wall, "cpu": measured.cpu,
                                    "peak_mib": measured.peak_mib}
                 if who == "damnit":
@@ -426,9 +449,9 @@ def main():
           f"p{PROPOSAL}, the 25-variable context, {os.cpu_count()} cores\n")
     print(table(results, latency))
     print("\nthroughput = runs / wall time: DAMNIT = reprocess --direct + combiner now; ours = "
-          "damnit-dagster reprocess --direct (the command does the work, as DAMNIT's --direct) "
-          "or damnit-dagster reprocess (a backfill; the command starts a Dagster daemon for "
-          "it, as when no backend runs); floor = warm in-process loop "
+          "damnit-dagster reprocess with no backend (the command does the work, as DAMNIT's "
+          "--direct) or with the backend running (a backfill run by its daemon); floor = warm "
+          "in-process loop "
           f"({', '.join(sorted({r['floor']['source'] for r in results.values()}))}).")
     print("CPU time = user+sys of every process of the tree (sampled; floor: the loop only), "
           "steadier than wall time when other jobs load the machine.")

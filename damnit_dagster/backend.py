@@ -13,7 +13,6 @@ watcher that reloads the code location when ``context.py`` changes. Stopping the
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -194,40 +193,16 @@ def backend_lock() -> FileLock:
     return FileLock(dagster_home() / "backend.lock")
 
 
-@contextlib.contextmanager
-def temporary_daemon(damnit_dir):
-    """Make sure a Dagster daemon runs for the folder while the block runs.
-
-    If the backend (``listen``/``serve``) is up, its daemon is used; otherwise a daemon
-    is started for the duration of the block (it loads the code location itself).
-    """
-    paths = DamnitPaths(damnit_dir)
-    home = prepare_instance()
-    env = backend_env(paths.root)
+def backend_running() -> bool:
+    """True while a backend (``listen``/``serve``) of this ``DAGSTER_HOME`` runs: its
+    daemon executes backfills and queued runs."""
     lock = backend_lock()
     try:
         lock.acquire(timeout=0)
-    except Timeout:  # a backend is running: its daemon does the work
-        yield
-        return
-    workspace = home / "workspace-module.yaml"
-    workspace.write_text("load_from:\n  - python_module:\n"
-                         "      module_name: damnit_dagster.definitions\n"
-                         f"      attribute: defs\n      location_name: {LOCATION}\n")
-    with open(home / "reprocess-daemon.log", "ab") as log_file:
-        daemon = _spawn([*DAEMON, "run", "-w", workspace],
-                        env=env, cwd=paths.root, stdout=log_file, stderr=log_file)
-    try:
-        yield
-    finally:
-        _signal_group(daemon, signal.SIGTERM)
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            _signal_group(daemon, signal.SIGKILL)
-            daemon.wait()
-        _signal_group(daemon, signal.SIGKILL)
-        lock.release()
+    except Timeout:
+        return True
+    lock.release()
+    return False
 
 
 def run_forever(damnit_dir, *, port: int | None = None) -> None:

@@ -195,18 +195,19 @@ def read_context(folder: Folder):
               "repeatable; wins over --match.")
 @click.option("--data", type=click.Choice(["raw", "proc", "all"]), default="all",
               show_default=True, help="Which variables: raw, proc or all.")
-@click.option("--direct", is_flag=True, help="Do the work in this process (as Dagster runs "
-              "recorded in the instance) instead of a backfill run by the Dagster daemon.")
+@click.option("--direct", is_flag=True, help="Do the work in this process even when the "
+              "backend runs (by default its daemon runs a backfill).")
 @click.pass_obj
 def reprocess(folder: Folder, runs, match, variables, data, direct):
     """Recompute variables for RUNS (numbers, ranges like 5-9, or 'all').
 
-    By default a Dagster backfill does it: the running backend's daemon, or a daemon
-    started for the command. Blocks until done, with a progress bar. Exits 0 when every
+    While the backend (listen/serve) runs, a Dagster backfill does it: its daemon queues
+    the work with the live processing. Otherwise, or with --direct, the command executes
+    the Dagster runs itself. Blocks until done, with a progress bar. Exits 0 when every
     run was processed, even if some variables failed (they are listed); non-zero when a
     run could not be processed.
     """
-    from .backend import temporary_daemon
+    from .backend import backend_running
     from .backfill import parse_runs, reprocess as run_backfill
     from .direct import reprocess_direct
 
@@ -228,9 +229,9 @@ def reprocess(folder: Folder, runs, match, variables, data, direct):
     run_list = [r for r in run_list if r in raw_runs]
     if not run_list:
         raise click.ClickException("no run to reprocess has raw data")
+    direct = direct or not backend_running()
     work = reprocess_direct if direct else run_backfill
-    with (contextlib.nullcontext() if direct else temporary_daemon(folder.paths.root),
-          click.progressbar(length=len(run_list), label="Reprocessing", show_pos=True,
+    with (click.progressbar(length=len(run_list), label="Reprocessing", show_pos=True,
                             file=sys.stderr) as bar,
           _user_output_to_process_logs(direct)):
         def progress(p):

@@ -212,3 +212,18 @@ def test_a_burst_of_200_events_gives_200_processed_runs(tmp_path, mock_proposal)
     assert table.set_index("run").run_no.to_dict() == {r: r for r in range(1, n + 1)}
     assert len(runs) == n
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+
+
+def test_reprocess_while_the_backend_runs_is_a_backfill_of_its_daemon(backend):
+    out = subprocess.run([str(Path(sys.executable).parent / "damnit-dagster"), "--dir",
+                          str(backend.damnit_dir), "reprocess", "3", "--var", "pulses"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr + backend.log()[-3000:]
+    assert f"p{PROPOSAL}: 1 of 1 runs processed, 0 variable failure(s)" in out.stdout
+    with backend.instance() as instance:
+        [backfill] = [b for b in instance.get_backfills()
+                      if b.tags.get("damnit/trigger") == "reprocess"]
+        [dagster_run] = instance.get_runs(filters=dg.RunsFilter(
+            tags={"dagster/backfill": backfill.backfill_id}))
+    assert dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    assert dagster_run.tags["dagster/asset_partition_range_start"] == "3"

@@ -12,7 +12,8 @@ and ``DAMNIT_DIR`` set (also in this process while the backend runs, so
 :func:`damnit_dagster.instance.inbox_path` and ``damnit-dagster event`` find the same
 inbox), from the repository root with ``workspace.yaml``. Their output goes to
 ``daemon.log`` / ``webserver.log`` in the home; on exit they are stopped (SIGTERM to
-their process group, SIGKILL after ``stop_timeout``).
+their process group, SIGKILL after ``stop_timeout``). Like ``listen``, it holds the
+backend lock of the home while it runs, so ``reprocess`` hands its work to this daemon.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from damnit_dagster.backend import backend_lock
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -153,6 +156,8 @@ def running_backend(damnit_dir, home, *, instance_config: dict | None = None,
         backend.url = f"http://127.0.0.1:{port}"
         commands["webserver"] = [str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"),
                                  "-h", "127.0.0.1", "-p", str(port)]
+    lock = backend_lock()     # as `listen` holds it: commands see a running backend
+    lock.acquire(timeout=0)
     try:
         for name, cmd in commands.items():
             with open(home / f"{name}.log", "ab") as log:
@@ -163,6 +168,7 @@ def running_backend(damnit_dir, home, *, instance_config: dict | None = None,
     finally:
         for proc in backend.processes.values():
             _stop(proc, stop_timeout)
+        lock.release()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
