@@ -1,4 +1,5 @@
-"""Reprocessing in this process, without a daemon: ``damnit-dagster reprocess --direct``.
+"""Reprocessing in this process, without a daemon: what ``damnit-dagster reprocess`` does
+when no backend runs, or with ``--direct``.
 
 Like DAMNIT's ``reprocess --direct``, the command itself does the work, so nothing has
 to be started first. It executes the same jobs a backfill would launch, in this process,
