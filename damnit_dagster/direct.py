@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 
 import dagster as dg
+from dagster._core.storage.tags import (ASSET_PARTITION_RANGE_END_TAG,
+                                        ASSET_PARTITION_RANGE_START_TAG)
 from dagster._core.utils import make_new_run_id
 
 from .assets import CLUSTER, bucket_of, variable_key
@@ -27,7 +29,6 @@ from .storage.layout import DamnitPaths
 
 #: Tag value of ``damnit/trigger`` on the Dagster runs of a direct reprocess.
 TRIGGER = "reprocess-direct"
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def partition_ranges(partition_keys: list[str], runs: list[int]) -> list[tuple[str, str]]:
@@ -74,7 +75,8 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
                 job.execute_in_process(
                     instance=instance, asset_selection=keys, run_id=run_id,
                     raise_on_error=False,
-                    tags={RANGE_START: first, RANGE_END: last, "damnit/trigger": TRIGGER,
+                    tags={ASSET_PARTITION_RANGE_START_TAG: first,
+                          ASSET_PARTITION_RANGE_END_TAG: last, "damnit/trigger": TRIGGER,
                           "damnit/data": data},
                     run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
         return ResultCollector(proposal, run_list).update(instance, [p[3] for p in plan])
