@@ -16,6 +16,7 @@ from .variable import RunData
 
 _log = logging.getLogger(__name__)
 
+
 def warm_up() -> None:
     """Prepare this process to fork evaluations: load, once, what evaluating a run loads
     lazily (the fragment's netCDF writer, matplotlib's rendering, PNG encoding), so that

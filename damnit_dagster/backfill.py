@@ -26,8 +26,8 @@ from dagster._core.utils import make_new_backfill_id
 
 from .assets import saved_variables, variable_key
 from .context_source import load_context
-from .outcomes import RUN_ERROR
 from .definitions import build_definitions
+from .outcomes import RUN_ERROR
 from .partitions import add_runs
 from .storage.database import DamnitDB
 from .storage.layout import DamnitPaths

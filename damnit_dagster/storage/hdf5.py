@@ -209,8 +209,7 @@ def merge_into_new_file(old_path, fragment_path, out_path) -> set[str]:
     return replaced
 
 
-def _copy_attrs(src, dst, skip=()):
+def _copy_attrs(src, dst):
     for key in src.attrs:
-        if key not in skip:
-            aid = src.attrs.get_id(key)
-            dst.attrs.create(key, src.attrs[key], shape=aid.shape, dtype=aid.dtype)
+        aid = src.attrs.get_id(key)
+        dst.attrs.create(key, src.attrs[key], shape=aid.shape, dtype=aid.dtype)
