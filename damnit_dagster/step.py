@@ -10,6 +10,7 @@ evaluation, is appended to ``process_logs/r{R}-p{P}.out``.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import os
@@ -78,6 +79,7 @@ def preload_context(context_path, context_python: str | None = None) -> None:
             _loaded(str(context_path), file_sha(context_path))
         except Exception:  # every run reports the problem itself
             pass
+        gc.freeze()  # children forked from here: their collector leaves these pages shared
 
 
 def _copy_to_compute_log(log_file, start: int) -> None:

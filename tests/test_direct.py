@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from damnit_dagster.direct import TRIGGER, partition_ranges, reprocess_direct
+from damnit_dagster.direct import PLANNED_SUBSET_ENV, TRIGGER, partition_ranges, reprocess_direct
 from damnit_dagster.partitions import partitions_name
 from damnit_dagster.storage.layout import init_damnit_dir
 
@@ -52,6 +52,9 @@ def test_direct_reprocess_stores_results_and_records_one_dagster_run(direct_setu
         runs = instance.get_runs(filters=dg.RunsFilter(tags={"damnit/trigger": TRIGGER}))
         materialized = instance.get_materialized_partitions(
             dg.AssetKey([f"p{PROPOSAL}", "xgm_intensity"]))
+        planned = {r.run_id: [e.event_log_entry.dagster_event for e in instance.get_records_for_run(
+            r.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED).records]
+            for r in runs}
 
     assert_results(results, [2, 3, 4])
     # run 4 became a partition after run 5: two ranges, two Dagster runs, both successful
@@ -60,6 +63,14 @@ def test_direct_reprocess_stores_results_and_records_one_dagster_run(direct_setu
         ("2", "3"), ("4", "4")]
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert materialized == {"2", "3", "4"}
+    # each variable's planned partitions are announced in one event per Dagster run
+    for run in runs:
+        events = planned[run.run_id]
+        assert len(events) == len({e.asset_key for e in events}) == 3   # 3 variables
+        expected = {run.tags["dagster/asset_partition_range_start"],
+                    run.tags["dagster/asset_partition_range_end"]}
+        assert all(set(e.partitions_subset.get_partition_keys()) == expected for e in events)
+    assert PLANNED_SUBSET_ENV not in os.environ   # for this command only
     assert seen and seen[-1].done == 3 and seen[-1].total == 3
     assert [p.done for p in seen] == sorted(p.done for p in seen)
     table = Damnit(folder).table()
