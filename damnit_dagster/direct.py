@@ -10,8 +10,6 @@ the runs. Each run's user code still runs in its own forked child, one per core.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -31,8 +29,6 @@ from .storage.layout import DamnitPaths
 
 #: Tag value of ``damnit/trigger`` on the Dagster runs of a direct reprocess.
 TRIGGER = "reprocess-direct"
-#: Dagster's switch for one planned-materialization event per asset and ranged run.
-PLANNED_SUBSET_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
 def partition_ranges(partition_keys: list[str], runs: list[int]) -> list[tuple[str, str]]:
@@ -74,7 +70,7 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
             if keys:
                 job = defs.resolve_job_def(job_name("all", cluster))
                 plan.extend((job, keys, r, make_new_run_id()) for r in ranges)
-        with _Watcher(paths, proposal, run_list, progress, poll), _planned_as_ranges():
+        with _Watcher(paths, proposal, run_list, progress, poll):
             for job, keys, (first, last), run_id in plan:
                 job.execute_in_process(
                     instance=instance, asset_selection=keys, run_id=run_id,
@@ -87,24 +83,6 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
     finally:
         if own_instance:
             instance.dispose()
-
-
-@contextlib.contextmanager
-def _planned_as_ranges():
-    """Meanwhile, a ranged run announces each variable's planned partitions in one event
-    (Dagster's ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``) instead of one per
-    run: 500 fewer events to store before 20 runs of 25 variables start. The price: the UI
-    does not mark those partitions in progress, nor failed if the Dagster run fails; the
-    command shows both itself (progress bar, ``rN: not processed``)."""
-    before = os.environ.get(PLANNED_SUBSET_ENV)
-    os.environ[PLANNED_SUBSET_ENV] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[PLANNED_SUBSET_ENV]
-        else:
-            os.environ[PLANNED_SUBSET_ENV] = before
 
 
 class _Watcher:

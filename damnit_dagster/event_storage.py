@@ -20,7 +20,15 @@ queries, so the webserver, the daemon and ``dagster`` CLI read it as before) wit
 * schema checks answered once per process (Dagster asks before every asset event
   whether the tables and columns of optional features exist);
 * run-log watchers (the UI's live run view) woken by writes to the ``-wal`` file too,
-  since with an open connection new events land there until the next checkpoint.
+  since with an open connection new events land there until the next checkpoint;
+* one "planned materialization" event per asset for a run over a *range* of partitions
+  (a reprocess), instead of one per asset and partition: 2,500 fewer events to store
+  before 100 runs of 25 variables start. Dagster's own switch for this
+  (``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``) would also change single-partition
+  runs, whose per-partition event is what marks a run's partitions "in progress" (and
+  "failed" if the Dagster run fails) in the UI; those are stored exactly as before. For
+  ranged runs the UI shows neither mark (the ``reprocess`` command shows progress and
+  failures itself).
 
 Use it in ``dagster.yaml``::
 
@@ -40,6 +48,7 @@ from contextlib import contextmanager
 
 import sqlalchemy as db
 from dagster._config import Field, StringSource
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SqliteEventLogStorage,
@@ -120,6 +129,13 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
                 with conn.begin():
                     yield conn
 
+    @property
+    def supports_partition_subset_in_asset_materialization_planned_events(self) -> bool:
+        return True   # see store_event: only ranged runs keep the subset form
+
+    def store_event(self, event: EventLogEntry) -> None:
+        super().store_event(_per_partition_if_single(event))
+
     def has_table(self, table_name: str) -> bool:
         if table_name in self._tables_seen:
             return True
@@ -158,6 +174,21 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         self._close_all()
         super().dispose()
+
+
+def _per_partition_if_single(event: EventLogEntry) -> EventLogEntry:
+    """A planned materialization of a one-partition subset, as Dagster writes it when the
+    subset form is off (``partition=<key>``), which the UI's in-progress marks read."""
+    dagster_event = event.dagster_event
+    if dagster_event is None or not dagster_event.is_asset_materialization_planned:
+        return event
+    planned = dagster_event.event_specific_data
+    subset = planned.partitions_subset
+    if subset is None or len(subset) != 1:
+        return event
+    single = planned._replace(partition=next(iter(subset.get_partition_keys())),
+                              partitions_subset=None)
+    return event._replace(dagster_event=dagster_event._replace(event_specific_data=single))
 
 
 class _WalAwareWatchdog(SqliteEventLogStorageWatchdog):

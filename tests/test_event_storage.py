@@ -67,6 +67,46 @@ print(stock.get_latest_asset_check_execution_by_key(
         assert reader.stdout.split("\n")[:3] == ["['1', '3']", "2 True", "FAILED"]
 
 
+@dg.asset(partitions_def=partitions)
+def counted(context: dg.AssetExecutionContext) -> None:
+    context.log.info(f"partitions {context.partition_keys}")
+
+
+@dg.asset(partitions_def=partitions)
+def fails_for_2(context: dg.AssetExecutionContext) -> None:
+    if context.partition_keys == ["2"]:
+        raise RuntimeError("no data for 2")
+
+
+def planned(instance, run_id: str) -> list:
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED).records
+    return [r.event_log_entry.dagster_event.event_specific_data for r in records]
+
+
+def test_a_ranged_run_plans_each_asset_once_a_single_partition_run_per_partition(tmp_path):
+    """A reprocess of many runs stores one planned event per variable, not one per run;
+    a single run's processing keeps the per-partition form, so the UI still marks its
+    partition failed when the Dagster run fails (and in progress while it runs)."""
+    with dg.DagsterInstance.from_config(str(project_home(tmp_path))) as instance:
+        ranged = dg.materialize([counted, fails_for_2], instance=instance, tags={
+            "dagster/asset_partition_range_start": "1", "dagster/asset_partition_range_end": "3"})
+        failed = dg.materialize([fails_for_2], instance=instance, partition_key="2",
+                                raise_on_error=False)
+        attempts = instance.event_log_storage.\
+            get_latest_asset_partition_materialization_attempts_without_materializations(
+                fails_for_2.key)
+
+    assert ranged.success and not failed.success
+    events = planned(instance, ranged.run_id)
+    assert sorted(e.asset_key.path[-1] for e in events) == ["counted", "fails_for_2"]
+    assert all(sorted(e.partitions_subset.get_partition_keys()) == ["1", "2", "3"]
+               for e in events)
+    [single] = planned(instance, failed.run_id)
+    assert (single.partition, single.partitions_subset) == ("2", None)
+    assert set(attempts) == {"2"}   # the failed-partition mark of the UI
+
+
 def test_watcher_sees_events_of_a_writer_that_keeps_its_connection(tmp_path):
     """The UI's live run view: a watcher in one storage object (the webserver) is called
     for each event another one (the run worker) stores, without the writer closing."""
