@@ -11,35 +11,41 @@ from pathlib import Path
 import psutil
 
 
-def tree_sample(pid: int) -> tuple[int, dict]:
-    """(RSS in bytes summed over process ``pid`` and its descendants, {(pid, start time):
-    user+sys CPU seconds of that process alone})."""
+def tree_sample(pid: int) -> tuple[int, int, dict]:
+    """(RSS and PSS in bytes summed over process ``pid`` and its descendants,
+    {(pid, start time): user+sys CPU seconds of that process alone}).
+
+    The RSS sum counts a page shared by forked processes once per process; the PSS
+    (proportional set size) sum counts it once in all: the memory the tree really uses."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0, {}
-    rss, cpu = 0, {}
+        return 0, 0, {}
+    rss, pss, cpu = 0, 0, {}
     for proc in procs:
         try:
             with proc.oneshot():
-                rss += proc.memory_info().rss
+                memory = proc.memory_full_info()
+                rss += memory.rss
+                pss += memory.pss
                 times = proc.cpu_times()
                 cpu[(proc.pid, proc.create_time())] = times.user + times.system
-        except psutil.NoSuchProcess:
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
-    return rss, cpu
+    return rss, pss, cpu
 
 
 class PeakTreeRSS:
     """Samples the process tree of ``pid`` every ``interval`` seconds in a thread.
 
-    :attr:`peak` is the largest RSS sum seen (bytes); :attr:`cpu` the CPU seconds
+    :attr:`peak` is the largest RSS sum seen (bytes), :attr:`peak_pss` the largest PSS
+    sum (bytes); :attr:`cpu` the CPU seconds
     (user+sys) of every process seen, as last sampled (a process misses at most its last
     ``interval`` of CPU). Use as a context manager."""
 
     def __init__(self, pid: int, interval: float = 0.1):
-        self.pid, self.interval, self.peak = pid, interval, 0
+        self.pid, self.interval, self.peak, self.peak_pss = pid, interval, 0, 0
         self._cpu: dict = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -55,8 +61,8 @@ class PeakTreeRSS:
 
     def _sample(self):
         while not self._stop.is_set():
-            rss, cpu = tree_sample(self.pid)
-            self.peak = max(self.peak, rss)
+            rss, pss, cpu = tree_sample(self.pid)
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
             self._cpu.update(cpu)
             self._stop.wait(self.interval)
 
@@ -71,12 +77,13 @@ class PeakTreeRSS:
 
 @dataclass
 class Measured:
-    """Wall time (s), CPU time of the tree (s) and peak tree RSS (MiB) of one or more
-    commands run one after another."""
+    """Wall time (s), CPU time of the tree (s) and peak tree RSS and PSS (MiB) of one or
+    more commands run one after another."""
 
     wall: float = 0.0
     cpu: float = 0.0
     peak_mib: float = 0.0
+    peak_pss_mib: float = 0.0
 
 
 def run_measured(commands: list[list], *, cwd, env: dict, log: Path,
@@ -105,6 +112,7 @@ def run_measured(commands: list[list], *, cwd, env: dict, log: Path,
             result.wall += time.perf_counter() - t0
             result.cpu += peak.cpu
             result.peak_mib = max(result.peak_mib, peak.peak / 2**20)
+            result.peak_pss_mib = max(result.peak_pss_mib, peak.peak_pss / 2**20)
             if rc != 0:
                 tail = log.read_text(errors="replace")[-4000:]
                 raise RuntimeError(f"{' '.join(cmd)} failed ({rc}); end of {log}:\n{tail}")

@@ -151,11 +151,12 @@ def run_ours(work: Path, nruns: int, env: dict, with_backend: bool = False):
         measured = run_measured(command, cwd=folder, env=env, log=logfile)
     else:
         with listening(folder, home, env, logfile) as backend:
-            _, before = tree_sample(backend.pid)
+            _, _, before = tree_sample(backend.pid)
             with PeakTreeRSS(backend.pid) as peak:
                 measured = run_measured(command, cwd=folder, env=env, log=logfile)
             measured.cpu += sum(cpu - before.get(p, 0.0) for p, cpu in peak.cpu_by_process.items())
             measured.peak_mib += peak.peak / 2**20
+            measured.peak_pss_mib += peak.peak_pss / 2**20
     check_stored(folder, nruns, "ours")
     return measured
 
@@ -353,7 +354,11 @@ def table(results: dict, latency: dict | None) -> str:
             for metric, key, unit, spec in (("wall time", "wall", "s", ".1f"),
                                             ("CPU time of the process tree", "cpu", "s", ".1f"),
                                             ("peak memory of the process tree", "peak_mib",
-                                             "MiB", ".0f")):
+                                             "MiB", ".0f"),
+                                            ("peak proportional memory (PSS) of the tree",
+                                             "peak_pss_mib", "MiB", ".0f")):
+                if any(key not in r[k] for k in ("damnit", who, "floor")):
+                    continue   # an earlier pass did not record it
                 a, b, c = r["damnit"][key], r[who][key], r["floor"][key]
                 rows.append(f"| {mode}: {metric}, {n} runs ({unit}) | {a:{spec}} | {b:{spec}} "
                             f"| {c:{spec}} | {fmt(ratio(b, a))}x | {fmt(ratio(b, c))}x | |")
@@ -411,13 +416,15 @@ def main():
                 info, measured, _ = run_floor(work, n, env)
                 results[n][who] = {"wall": info["total"], "cpu": info["cpu"],
                                    "peak_mib": measured.peak_mib,
+                                   "peak_pss_mib": measured.peak_pss_mib,
                                    "process_wall": measured.wall, "source": info["source"],
                                    "note": info.get("note")}
             else:
                 measured = (run_damnit(bin_dir, work, n, env) if who == "damnit"
                             else run_ours(work, n, env, with_backend=who == "ours-backfill"))
                 results[n][who] = {"wall": measured.wall, "cpu": measured.cpu,
-                                   "peak_mib": measured.peak_mib}
+                                   "peak_mib": measured.peak_mib,
+                                   "peak_pss_mib": measured.peak_pss_mib}
                 if who == "damnit":
                     results[n][who]["when"] = f"{time.strftime('%Y-%m-%d %H:%M')}, {before}"
                     damnit_known[str(n)] = results[n][who]
@@ -456,7 +463,9 @@ def main():
     print("CPU time = user+sys of every process of the tree (sampled; floor: the loop only), "
           "steadier than wall time when other jobs load the machine.")
     print("peak memory = largest sum of RSS over the process tree, sampled every 0.1 s "
-          "(shared pages of forked workers counted in each).")
+          "(shared pages of forked workers counted in each); peak proportional memory = "
+          "the same with PSS, where a page shared by N processes counts 1/N in each (what "
+          "the tree really occupies).")
     print("machine load during each part (other jobs share the cores):")
     for line in loads:
         print(f"  {line}")

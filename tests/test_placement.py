@@ -86,6 +86,33 @@ def test_cluster_variables_run_in_a_slurm_job(folder, tmp_path):
     assert "----- Processing r2 (p1234) as" in log and "(job id: " in log
 
 
+@pytest.mark.slow
+def test_reprocess_without_a_backend_runs_local_then_cluster_variables(folder, tmp_path):
+    """``damnit-dagster reprocess`` with no backend: the command executes the local run,
+    then the one following the Slurm job, and reports both kinds of variables."""
+    import os
+    import sys
+    subprocess.run([str(ROOT / "scripts" / "start_slurm.sh")], check=True, timeout=300)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster_home" / "dagster.yaml").read_text())
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "damnit-dagster"), "--dir", str(folder),
+         "reprocess", "2"], capture_output=True, text=True, timeout=600, cwd=folder,
+        env={**os.environ, "DAGSTER_HOME": str(home), "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0, proc.stderr
+    assert "r2 greedy: failed" in proc.stdout and "noncluster_mem" in proc.stdout
+    assert "p1234: 1 of 1 runs processed, 1 variable failure(s)" in proc.stdout
+    with DamnitDB(folder) as db:
+        values = db.run_values(1234, 2)
+    assert values["heavy"]["value"] == 201          # 2 * 100 trains, computed in Slurm
+    assert values["n_trains"]["value"] == 100       # computed in the command's own run
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        jobs = sorted(r.job_name for r in instance.get_runs(
+            filters=dg.RunsFilter(tags={"damnit/trigger": "reprocess-direct"})))
+    assert jobs == ["all", "all_cluster"]
+
+
 def test_a_context_python_evaluates_in_that_interpreter_under_the_limits(folder, tmp_path):
     import os
     import sys
