@@ -36,7 +36,7 @@ from .context_source import ContextSnapshot, evaluation_path
 from .outcomes import CHECK_NAME, events_for_run
 from .partitions import runs_partitions
 from .resources import DamnitFolder
-from .step import ERROR, OK, SKIPPED, NONE, RunOutcome, evaluate_and_store, preload_context
+from .step import ERROR, OK, SKIPPED, NONE, RunOutcome, evaluate_and_store
 
 LOCAL, CLUSTER = "local", "cluster"
 _TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
@@ -167,10 +167,8 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
                             context_python=python, settings=settings, cluster=bucket == CLUSTER)
 
         # A ranged run evaluates several runs at once (one per core, each in its own forked
-        # child) and reports them in order; the user's code is loaded once, before.
+        # child) and reports them in order; the user's code is loaded once, by the first.
         workers = 1 if bucket == CLUSTER else min(len(runs), len(os.sched_getaffinity(0)) + 1)
-        if workers > 1:
-            preload_context(path, python)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as pool:
             outcomes = pool.map(evaluate_run, runs)
             for i, (run, outcome) in enumerate(zip(runs, outcomes), 1):

@@ -6,6 +6,7 @@ Every command acts on the DAMNIT folder in the current directory, or the one giv
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -164,21 +165,23 @@ def event(folder: Folder, kind, runs):
         click.echo(f"{kind} of p{proposal} r{stored.run}: event {stored.id}")
 
 
-def sync_context(folder: Folder) -> list[str]:
-    """Load context.py (in the folder's context_python) and store its variables in
-    runs.sqlite, as DAMNIT's read-context does; returns the saved variables' names.
+def sync_context(folder: Folder, describe=None) -> list[str]:
+    """Load context.py (in the folder's context_python, or with ``describe``, see
+    :func:`.context_source.describe_file`) and store its variables in runs.sqlite, as
+    DAMNIT's read-context does; returns the saved variables' names.
 
     Raises a ClickException listing every problem of the file, which changes nothing.
     """
     from .context_source import describe_file
     from .step import same_interpreter
 
+    describe = describe or describe_file
     with folder.db() as db:
         python = db.setting("context_python")
         if not folder.paths.context_file.exists():
             raise click.ClickException(f"no context file: {folder.paths.context_file}")
-        result = describe_file(folder.paths.context_file, folder.paths.root,
-                               None if same_interpreter(python) else python)
+        result = describe(folder.paths.context_file, folder.paths.root,
+                          None if same_interpreter(python) else python)
         if not result["ok"]:
             for problem in result["problems"]:
                 click.echo(problem, err=True)
@@ -220,10 +223,51 @@ def reprocess(folder: Folder, runs, match, variables, data, direct):
     run could not be processed.
     """
     from .backend import backend_running
-    from .backfill import parse_runs, reprocess as run_backfill
+
+    direct = direct or not backend_running()
+    with _evaluation_server(folder, direct) as server:
+        _reprocess(folder, runs, match, variables, data, direct, server)
+
+
+@contextlib.contextmanager
+def _evaluation_server(folder: Folder, direct: bool):
+    """For a direct reprocess in this interpreter: the evaluation server, forked before
+    anything imports Dagster, so that the user's side loads on the other core meanwhile
+    (see :mod:`.execution.fork_server`). Otherwise None."""
+    from .step import same_interpreter
+
+    with folder.db() as db:
+        python = db.setting("context_python")
+    if not direct or not same_interpreter(python) or not folder.paths.context_file.exists():
+        yield None
+        return
+    from .execution.fork_server import EvaluationServer
+
+    with EvaluationServer(folder.paths.root, folder.paths.context_file) as server:
+        yield server
+
+
+def _reprocess(folder: Folder, runs, match, variables, data, direct: bool, server):
+    import dagster as dg
+
+    from .backfill import reprocess as run_backfill
     from .direct import reprocess_direct
 
-    sync_context(folder)  # like DAMNIT's --update-vars: the table knows every variable
+    # Dagster's storages load first, while the server (if any) loads the context file
+    with dg.DagsterInstance.get() as instance:
+        # like DAMNIT's --update-vars: the table knows every variable
+        sync_context(folder, describe=server.describe if server else None)
+        work = functools.partial(reprocess_direct, server=server) if direct else run_backfill
+        results, no_data, proposal = _reprocess_runs(
+            folder, runs, match, variables, data, direct,
+            functools.partial(work, instance=instance))
+    _report(results, no_data, proposal)
+
+
+def _reprocess_runs(folder: Folder, runs, match, variables, data, direct: bool, work):
+    """(results, runs without raw data, proposal) of reprocessing ``runs`` with ``work``."""
+    from .backfill import parse_runs
+
     with folder.db() as db:
         proposal = db.proposal
         known = {r for (r,) in db.conn.execute(
@@ -241,8 +285,6 @@ def reprocess(folder: Folder, runs, match, variables, data, direct):
     run_list = [r for r in run_list if r in raw_runs]
     if not run_list:
         raise click.ClickException("no run to reprocess has raw data")
-    direct = direct or not backend_running()
-    work = reprocess_direct if direct else run_backfill
     with (click.progressbar(length=len(run_list), label="Reprocessing", show_pos=True,
                             file=sys.stderr) as bar,
           _user_output_to_process_logs(direct)):
@@ -256,6 +298,11 @@ def reprocess(folder: Folder, runs, match, variables, data, direct):
                            data=data, progress=progress)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
+    return results, no_data, proposal
+
+
+def _report(results: dict, no_data: list[int], proposal: int) -> None:
+    """Print what a reprocess did; fail when a run could not be processed."""
     not_processed = list(no_data)
     for run, result in sorted(results.items()):
         if result.run_error is not None:

@@ -130,11 +130,12 @@ def _describe_subprocess(path: Path, damnit_dir: Path, context_python: str) -> d
 
 
 def load_context(damnit_dir, *, context_python: str | None = None, state_dir=None,
-                 on_new_version=None) -> ContextSnapshot:
+                 on_new_version=None, describe=describe_file) -> ContextSnapshot:
     """The snapshot to serve for ``damnit_dir``; never raises for a broken context file.
 
     ``on_new_version(variables)`` is called once when a new version loads successfully
-    (used to update the ``variables`` table of ``runs.sqlite``).
+    (used to update the ``variables`` table of ``runs.sqlite``). A version not seen
+    before is described by ``describe`` (same signature as :func:`describe_file`).
     """
     paths = DamnitPaths(damnit_dir)
     state = Path(state_dir) if state_dir is not None else state_dir_for(paths.root)
@@ -162,7 +163,7 @@ def load_context(damnit_dir, *, context_python: str | None = None, state_dir=Non
         return serve_good(known_error["error"])
 
     code = paths.context_file.read_bytes()
-    result = describe_file(paths.context_file, paths.root, context_python)
+    result = describe(paths.context_file, paths.root, context_python)
     if result.get("ok"):
         good = {"sha256": sha, "variables": result["variables"], "loaded_at": time.time()}
         _write_atomic(good_copy, code)

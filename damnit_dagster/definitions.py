@@ -43,11 +43,8 @@ def build_definitions(damnit_dir, *, state_dir=None, evaluate=evaluate_and_store
     if proposal is None:
         raise RuntimeError(f"{paths.db_file} has no proposal number in its metameta table")
 
-    def sync_variables(variables):
-        with DamnitDB(paths.db_file) as db:
-            db.sync_variables(variables)
-
-    snapshot = load_context(paths.root, state_dir=state_dir, on_new_version=sync_variables,
+    snapshot = load_context(paths.root, state_dir=state_dir,
+                            on_new_version=DamnitDB.syncer(paths.db_file),
                             context_python=None if same_interpreter(python) else python)
     has_cluster = any(bucket_of(v) == CLUSTER for v in saved_variables(snapshot.variables))
     jobs = build_jobs(proposal, has_cluster)

@@ -6,10 +6,13 @@ to be started first. It executes the same jobs a backfill would launch, in this 
 against the instance: one Dagster run per contiguous range of run partitions (the local
 variables; then the ``cluster=True`` ones, in Slurm as always), recorded like any other
 run (tag ``damnit/trigger=reprocess-direct``), so the UI shows the materialisations and
-the runs. Each run's user code still runs in its own forked child, one per core.
+the runs. Each run's user code still runs in its own forked child, one per core; the
+command forks them from its evaluation server (:mod:`.execution.fork_server`), so this
+process never executes the user's code.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -21,9 +24,12 @@ from dagster._core.utils import make_new_run_id
 
 from .assets import CLUSTER, bucket_of, variable_key
 from .backfill import Progress, ResultCollector, RunResult, selection
+from .context_source import load_context
 from .definitions import build_definitions
+from .execution.fork_server import EvaluationServer
 from .jobs import job_name
 from .partitions import add_runs, partitions_name
+from .step import evaluate_and_store
 from .storage.database import DamnitDB
 from .storage.layout import DamnitPaths
 
@@ -48,19 +54,24 @@ def partition_ranges(partition_keys: list[str], runs: list[int]) -> list[tuple[s
 
 def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
                      progress: Callable[[Progress], None] | None = None,
-                     instance: dg.DagsterInstance | None = None,
-                     poll: float = 0.5) -> dict[int, RunResult]:
+                     instance: dg.DagsterInstance | None = None, poll: float = 0.5,
+                     server: EvaluationServer | None = None) -> dict[int, RunResult]:
     """Recompute the selected variables (as :func:`.backfill.reprocess`) of ``runs`` in
     this process; returns the per-run results. ``progress`` is called from a helper
-    thread whenever the count of runs with stored results changes."""
+    thread whenever the count of runs with stored results changes. With ``server``, the
+    context file is described and evaluated there, never executed in this process."""
     paths = DamnitPaths(damnit_dir)
+    if server is not None:  # the code location then finds the server's description
+        load_context(paths.root, describe=server.describe,
+                     on_new_version=DamnitDB.syncer(paths.db_file))
     proposal, run_list, names, described = selection(paths, runs, match, variables, data)
     placement = {v["name"]: bucket_of(v) for v in described}
     own_instance = instance is None
     instance = instance or dg.DagsterInstance.get()
     try:
         add_runs(instance, proposal, run_list)
-        defs = build_definitions(paths.root, with_sensor=False)
+        defs = build_definitions(paths.root, with_sensor=False,
+                                 evaluate=functools.partial(evaluate_and_store, server=server))
         ranges = partition_ranges(instance.get_dynamic_partitions(partitions_name(proposal)),
                                   run_list)
         plan = []  # (job, asset keys, range, run id), local variables first

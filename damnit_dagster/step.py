@@ -1,6 +1,7 @@
 """What one step does for one run: evaluate the chosen variables, store them, log it.
 
-No Dagster here. The variables are evaluated by :mod:`context_loader` — in this process,
+No Dagster here. The variables are evaluated by :mod:`context_loader` — in a child forked
+from this process or from a command's evaluation server (:mod:`.execution.fork_server`),
 or, when the folder's ``context_python`` is another interpreter, by ``python -m
 context_loader exec`` in it — into one HDF5 fragment, which
 :func:`damnit_dagster.storage.writer.store_fragment` merges into the run's HDF5 file and
@@ -14,8 +15,10 @@ import gc
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -59,27 +62,73 @@ def same_interpreter(python: str | None) -> bool:
         return False
 
 
+_LOADING = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4)
 def _loaded(path: str, sha: str | None):
-    """A context file loaded in this process, reused while its content is unchanged
-    (a step covering many runs loads the user's code once)."""
     from context_loader.contextfile import ContextFile
+    from context_loader.runner import warm_up
 
-    return ContextFile.from_path(path)
+    warm_up()
+    ctx = ContextFile.from_path(path)
+    gc.freeze()  # children forked from here: their collector leaves these pages shared
+    return ctx
 
 
-def preload_context(context_path, context_python: str | None = None) -> None:
-    """Load the context file in this process once, before several runs are evaluated at
-    the same time (only when it is evaluated in this process at all)."""
-    if same_interpreter(context_python):
-        from context_loader.runner import warm_up
+def load_for_evaluation(context_path):
+    """The context file loaded in this warm process, loaded once while its content is
+    unchanged (a step covering many runs loads the user's code once, the first of its
+    threads for all): children forked to evaluate runs inherit it, and the renderer's
+    warm-up (:func:`context_loader.runner.warm_up`)."""
+    with _LOADING:
+        return _loaded(str(context_path), file_sha(context_path))
 
-        warm_up()
+
+def evaluate_in_child(*, damnit_dir, context_path, proposal: int, run: int, data: str,
+                      variables: list[str], fragment: str, log: str, settings: dict) -> int:
+    """Evaluate in a child forked from this (warm) process, under the folder's limits;
+    returns the child's exit code (negative: killed by that signal).
+
+    The child pins itself to ``noncluster_cpus`` cores and may allocate
+    ``noncluster_mem`` on top of what it inherited (``RLIMIT_DATA``), so a greedy variable
+    gets a MemoryError (its own error; the others are stored) and a crash of user code
+    cannot take the caller down. Its output is appended to the process log ``log``; its
+    report goes next to ``fragment`` (:func:`.execution.limits.report_path`).
+    """
+    from context_loader import runner
+
+    ctx = load_for_evaluation(context_path)
+    limits = Limits.from_settings(settings)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 1
         try:
-            _loaded(str(context_path), file_sha(context_path))
-        except Exception:  # every run reports the problem itself
-            pass
-        gc.freeze()  # children forked from here: their collector leaves these pages shared
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a server ignores it
+            with open(log, "a", encoding="utf-8", errors="replace") as log_file:
+                os.dup2(log_file.fileno(), 1)
+                os.dup2(log_file.fileno(), 2)
+            sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+            sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+            logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            limits.apply_to_this_process(on_top_of_current=True)
+            os.chdir(damnit_dir)  # the user's relative paths and local imports, as in DAMNIT
+            os.umask(0)
+            report = runner.execute(ctx, proposal, run, data, variables=tuple(variables),
+                                    fragment_path=str(fragment))
+            report_path(Path(fragment)).write_text(json.dumps(report))
+            status = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(wait_status)
 
 
 def _copy_to_compute_log(log_file, start: int) -> None:
@@ -91,50 +140,19 @@ def _copy_to_compute_log(log_file, start: int) -> None:
 
 
 def _exec_forked(damnit_dir, context_path, proposal, run, data, variables, fragment,
-                 log_file, limits: Limits):
-    """Evaluate in a child forked from this (warm) process, under the folder's limits.
-
-    The context file is loaded here once and inherited, so a step covering many runs
-    does not re-import anything; the child pins itself to ``limits.cpus`` cores and may
-    allocate ``limits.mem`` on top of what it inherited (``RLIMIT_DATA``), so a greedy
-    variable gets a MemoryError (its own error; the others are stored) and a crash of
-    user code cannot take the Dagster step down. Output goes to the process log.
-    """
-    from context_loader import runner
-
-    ctx = _loaded(str(context_path), file_sha(context_path))
-    report_file = report_path(Path(fragment))
+                 log_file, settings: dict, server=None) -> dict:
+    """Evaluate in a child forked from a warm process: this one
+    (:func:`evaluate_in_child`), or the command's evaluation ``server``
+    (:class:`.execution.fork_server.EvaluationServer`); returns the child's report."""
+    limits = Limits.from_settings(settings)   # a bad setting is the run's error, named here
     log_file.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
     start = os.fstat(log_file.fileno()).st_size
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        status = 1
-        try:
-            os.dup2(log_file.fileno(), 1)
-            os.dup2(log_file.fileno(), 2)
-            sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-            sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
-            logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            limits.apply_to_this_process(on_top_of_current=True)
-            os.chdir(damnit_dir)  # the user's relative paths and local imports, as in DAMNIT
-            os.umask(0)
-            report = runner.execute(ctx, proposal, run, data, variables=tuple(variables),
-                                    fragment_path=str(fragment))
-            report_file.write_text(json.dumps(report))
-            status = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(status)
-    _, wait_status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(wait_status)
+    request = dict(damnit_dir=str(damnit_dir), context_path=str(context_path),
+                   proposal=int(proposal), run=int(run), data=data, variables=list(variables),
+                   fragment=str(fragment), log=log_file.name, settings=settings)
+    code = server.evaluate(**request) if server is not None else evaluate_in_child(**request)
     _copy_to_compute_log(log_file, start)
-    report = take_report(report_file)
+    report = take_report(report_path(Path(fragment)))
     if not has_results(report):
         if code < 0:
             raise RuntimeError(
@@ -172,10 +190,12 @@ def _exec_other_python(damnit_dir, context_path, proposal, run, data, variables,
 
 
 def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variables, data: str,
-                       *, context_python: str | None = None,
-                       settings: dict | None = None, cluster: bool = False) -> RunOutcome:
+                       *, context_python: str | None = None, settings: dict | None = None,
+                       cluster: bool = False, server=None) -> RunOutcome:
     """Evaluate ``variables`` (names; their dependencies are added back) of ``run`` with
     trigger ``data`` (raw/proc/all), store the results, and report what happened.
+    Evaluations in this interpreter are forked from ``server`` when given (see
+    :mod:`.execution.fork_server`), else from this process.
 
     Never raises for a problem of the run or the user's code: that is ``outcome.error``.
     """
@@ -196,7 +216,7 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
                                         variables, fragment, settings or {})
             elif same_interpreter(context_python):
                 report = _exec_forked(paths.root, context_path, proposal, run, data, variables,
-                                      fragment, log_file, Limits.from_settings(settings or {}))
+                                      fragment, log_file, settings or {}, server)
             else:
                 report = _exec_other_python(paths.root, context_path, proposal, run, data,
                                             variables, fragment,

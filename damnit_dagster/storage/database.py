@@ -21,7 +21,7 @@ import sqlite3
 import struct
 import sys
 import time
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -427,6 +427,15 @@ class DamnitDB:
             self.conn.execute(
                 f"CREATE VIEW max_diffs AS SELECT proposal, run{cols('max_diff')}"
                 " FROM run_variables GROUP BY run")
+
+    @classmethod
+    def syncer(cls, path) -> Callable[[list[dict]], set[str]]:
+        """:meth:`sync_variables` of the database at ``path``, opened for each call (a
+        context loader's ``on_new_version``)."""
+        def sync(described: list[dict]) -> set[str]:
+            with cls(path) as db:
+                return db.sync_variables(described)
+        return sync
 
     def sync_variables(self, described: Iterable[dict]) -> set[str]:
         """Store the context file's variables (``ContextFile.describe()`` dicts: ``name``,

@@ -1,0 +1,160 @@
+"""A warm process of the user's side that describes the context file and forks evaluations.
+
+A ``reprocess`` with no backend starts two slow things: Dagster (imports, the instance,
+the run) and the user's side (the scientific stack the context file imports, the file
+itself, the renderer's warm-up). In one process they happen one after the other, ~5 s
+before the first run is evaluated. The command therefore forks an
+:class:`EvaluationServer` first, before it imports Dagster: on the other core, the server
+loads the user's side, describes the context file for the command, and then forks one
+child per run, exactly as a step forks from its own warm process
+(:func:`damnit_dagster.step.evaluate_in_child`).
+
+The protocol is JSON lines over a socket pair: ``{"id", "describe": path}`` answered with
+``{"id", "result"}`` (:func:`damnit_dagster.context_source.describe_file`'s), and
+``{"id", "evaluate": {...}}`` answered with ``{"id", "exit": code}`` once the child has
+ended (or ``{"id", "error"}`` if it could not be forked). The server exits when the command closes its end (or dies).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import traceback
+from pathlib import Path
+
+
+class EvaluationServer:
+    """The command's side of a forked evaluation server for one DAMNIT folder."""
+
+    def __init__(self, damnit_dir, context_path):
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # the server: never returns
+            code = 1
+            try:
+                ours.close()
+                code = _serve(theirs, Path(damnit_dir), Path(context_path))
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.pid = pid
+        self._sock = ours
+        self._writer = ours.makefile("w", encoding="utf-8")
+        self._send_lock = threading.Lock()
+        self._answers: dict[int, dict] = {}
+        self._arrived = threading.Condition()
+        self._next_id = 0
+        self._closed = False
+        self._reader = threading.Thread(target=self._read, name="evaluation-server", daemon=True)
+        self._reader.start()
+
+    def describe(self, path, damnit_dir=None, context_python=None) -> dict:
+        """:func:`~damnit_dagster.context_source.describe_file` of ``path``, in the server
+        (same signature; the server is always this interpreter, so ``context_python`` is
+        not used)."""
+        return self._ask({"describe": str(path)})["result"]
+
+    def evaluate(self, **request) -> int:
+        """Fork a child evaluating ``request`` (the arguments of
+        :func:`~damnit_dagster.step.evaluate_in_child`, JSON-safe); its exit code once it
+        has ended."""
+        answer = self._ask({"evaluate": request})
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer["exit"]
+
+    def _ask(self, request: dict) -> dict:
+        with self._send_lock:
+            ident = self._next_id = self._next_id + 1
+            try:
+                self._writer.write(json.dumps({"id": ident, **request}) + "\n")
+                self._writer.flush()
+            except OSError as e:
+                raise RuntimeError(f"the evaluation server (pid {self.pid}) is gone: {e}") from None
+        with self._arrived:
+            self._arrived.wait_for(lambda: ident in self._answers or self._closed)
+            answer = self._answers.pop(ident, None)
+        if answer is None:
+            raise RuntimeError(f"the evaluation server (pid {self.pid}) exited; see the "
+                               "command's error output")
+        return answer
+
+    def _read(self):
+        try:
+            for line in self._sock.makefile("r", encoding="utf-8"):
+                answer = json.loads(line)
+                with self._arrived:
+                    self._answers[answer["id"]] = answer
+                    self._arrived.notify_all()
+        except (OSError, ValueError):  # reset by a dying server, or its last line cut
+            pass
+        finally:
+            with self._arrived:
+                self._closed = True
+                self._arrived.notify_all()
+
+    def close(self) -> None:
+        """Let the server finish its children and exit; wait for it."""
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        os.waitpid(self.pid, 0)
+        self._reader.join()
+        self._writer.close()
+        self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _serve(sock: socket.socket, damnit_dir: Path, context_path: Path) -> int:
+    """The server's loop: answer each request line (evaluations in threads, so several
+    children run at once); after the first description, load the context file for
+    evaluations and warm up the renderer."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C is for the command and the runs
+    from ..context_source import describe_file
+    from ..step import evaluate_in_child, load_for_evaluation
+
+    send_lock = threading.Lock()
+    writer = sock.makefile("w", encoding="utf-8")
+
+    def answer(message: dict) -> None:
+        with send_lock:
+            writer.write(json.dumps(message) + "\n")
+            writer.flush()
+
+    def evaluate(ident: int, request: dict) -> None:
+        try:
+            answer({"id": ident, "exit": evaluate_in_child(**request)})
+        except Exception as e:  # not even forked (the file cannot be loaded...): the run's error
+            answer({"id": ident, "error": f"{type(e).__name__}: {e}"})
+
+    described: dict[str, dict] = {}
+    workers = []
+    for line in sock.makefile("r", encoding="utf-8"):
+        request = json.loads(line)
+        if "describe" in request:
+            path = request["describe"]
+            if path not in described:
+                described[path] = describe_file(Path(path), damnit_dir)
+            answer({"id": request["id"], "result": described[path]})
+            if len(described) == 1:  # the command now sets up Dagster: get warm meanwhile
+                try:
+                    load_for_evaluation(context_path)
+                except Exception:  # each evaluation meets (and reports) the problem again
+                    pass
+        else:
+            worker = threading.Thread(target=evaluate, args=(request["id"], request["evaluate"]))
+            worker.start()
+            workers.append(worker)
+    for worker in workers:
+        worker.join()
+    return 0
