@@ -13,7 +13,6 @@ written.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -50,12 +49,13 @@ def main(argv=None) -> int:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     os.umask(0)  # files the user's code and we create are shared (0o666), as in DAMNIT
-    # Local modules next to the context file are importable, as in DAMNIT.
-    sys.path.insert(0, str(args.context.resolve().parent))
+    # Modules next to the context file are importable, and (``python -m`` puts the
+    # working directory on sys.path) those of the DAMNIT folder the runner starts in, as
+    # in DAMNIT, also when the file evaluated is a copy kept elsewhere.
 
     if args.command == "describe":
         result = runner.describe(args.context)
-        _write_json(args.out, result)
+        runner.write_json(args.out, result)
         if not result["ok"]:
             print("\n".join(result["problems"]), file=sys.stderr)
             return 1
@@ -65,25 +65,18 @@ def main(argv=None) -> int:
         report = runner.execute(
             args.context, args.proposal, args.run, args.data, variables=args.var,
             match=args.match, cluster=args.cluster, fragment_path=args.fragment,
-            logger=log)
+            report_path=args.report, logger=log)
     except ContextFileErrors as err:
-        _write_json(args.report, {"proposal": args.proposal, "run": args.run,
+        runner.write_json(args.report, {"proposal": args.proposal, "run": args.run,
                                   "error": str(err), "problems": err.problems})
         print(err, file=sys.stderr)
         return 1
     except (runner.RunnerError, OSError) as err:
-        _write_json(args.report, {"proposal": args.proposal, "run": args.run,
+        runner.write_json(args.report, {"proposal": args.proposal, "run": args.run,
                                   "error": str(err)})
         print(f"error: {err}", file=sys.stderr)
         return 2
-    _write_json(args.report, report)
     return 0
-
-
-def _write_json(path: Path, obj):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

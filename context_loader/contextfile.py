@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .errors import ContextFileErrors
 from .groups import expand_groups
+from .neighbours import make_importable
 from .variable import RunData, Variable, _valid_data
 
 _PACKAGE_DIR = str(Path(__file__).parent)
@@ -66,19 +67,22 @@ class ContextFile:
     # -- loading ------------------------------------------------------------------------
 
     @classmethod
-    def from_path(cls, path) -> "ContextFile":
-        """Load the context file at ``path``; errors name it as given."""
+    def from_path(cls, path, import_dir=None) -> "ContextFile":
+        """Load the context file at ``path``; errors name it as given. The modules in
+        ``import_dir`` (default: the file's folder) are importable from it, imported
+        afresh (see :mod:`.neighbours`)."""
         path = str(path)
         try:
             code = Path(path).read_text()
         except (OSError, UnicodeDecodeError) as e:
             raise ContextFileErrors([f"{path}: cannot read the context file: {e}"], path)
-        return cls.from_str(code, path)
+        return cls.from_str(code, path, Path(path).parent if import_dir is None else import_dir)
 
     @classmethod
-    def from_str(cls, code: str, path: str = "<string>") -> "ContextFile":
-        """Load context code; ``path`` is the name used in errors and tracebacks."""
-        return _Loader(code, str(path)).load()
+    def from_str(cls, code: str, path: str = "<string>", import_dir=None) -> "ContextFile":
+        """Load context code; ``path`` is the name used in errors and tracebacks, modules
+        in ``import_dir`` (if given) are importable from it."""
+        return _Loader(code, str(path), import_dir).load()
 
     # -- the graph ----------------------------------------------------------------------
 
@@ -194,9 +198,10 @@ class ContextFile:
 class _Loader:
     """Runs a context file's code and checks what it defines, collecting every problem."""
 
-    def __init__(self, code: str, path: str):
+    def __init__(self, code: str, path: str, import_dir=None):
         self.code = code
         self.path = path
+        self.import_dir = import_dir
         self.problems: list[str] = []
 
     def load(self) -> ContextFile:
@@ -225,6 +230,8 @@ class _Loader:
         except SyntaxError as e:
             raise ContextFileErrors([self._syntax_problem(e)], self.path) from None
         namespace = {"__file__": self.path}
+        if self.import_dir is not None:
+            make_importable(self.import_dir)
         try:
             exec(codeobj, namespace)
         except Exception as e:

@@ -3,7 +3,8 @@
 Variables run in dependency order; each gets its arguments from earlier results
 (``var#``), the run (``meta#``), MyMDC (``mymdc#``) or parameters (``param#``). One
 variable failing never stops the others; a variable whose dependencies have no result
-(and no default) is skipped with DAMNIT's texts. Nothing is printed: progress and
+(and no default) is skipped with DAMNIT's texts; ``sys.exit()`` or ``KeyboardInterrupt`` in
+a variable is its error too. Nothing is printed: progress and
 tracebacks go to a :class:`logging.Logger`.
 """
 from __future__ import annotations
@@ -85,23 +86,35 @@ def proposal_path(run):
 
 def evaluate_run(ctx: ContextFile, run, run_number: int, proposal: int, *,
                  mymdc: MyMdcClient | None = None, logger: logging.Logger | None = None,
-                 params: dict | None = None) -> Results:
+                 params: dict | None = None, on_done=None) -> Results:
     """Evaluate every variable of ``ctx`` (already selected) on ``run``.
 
     ``run`` is what the functions receive (an EXtra-data DataCollection, or any object
     in tests). ``mymdc`` answers ``mymdc#`` arguments (default: fails clearly);
     ``params`` answers ``param#`` arguments (a variable missing one without a default is
-    not run, as in DAMNIT).
+    not run, as in DAMNIT). ``on_done(name, results)`` is called after each variable
+    (``start_time`` first), with the results so far.
     """
     return _Evaluation(ctx, run, run_number, proposal, mymdc or NoMyMdcClient(),
-                       logger or _log, params or {}).run()
+                       logger or _log, params or {}, on_done).run()
+
+
+def _as_variable_error(e: BaseException) -> BaseException:
+    """``sys.exit()`` and ``KeyboardInterrupt`` in a variable are its error, with a text
+    that says what happened (``str(SystemExit())`` is empty)."""
+    if isinstance(e, SystemExit):
+        return SystemExit(f"the variable called sys.exit({e.code!r})")
+    if isinstance(e, KeyboardInterrupt):
+        return KeyboardInterrupt("the variable was interrupted (KeyboardInterrupt)")
+    return e
 
 
 class _Evaluation:
-    def __init__(self, ctx, run, run_number, proposal, mymdc, log, params):
+    def __init__(self, ctx, run, run_number, proposal, mymdc, log, params, on_done):
         self.ctx, self.run_obj = ctx, run
         self.run_number, self.proposal = run_number, proposal
         self.mymdc, self.log, self.params = mymdc, log, params
+        self.on_done = on_done or (lambda name, results: None)
         self.mymdc_cache: dict[str, object] = {}
         self.results = Results()
         self.values: dict[str, object] = {}  # non-None results that dependents can use
@@ -110,8 +123,10 @@ class _Evaluation:
         t = start_time(self.run_obj)
         self.values["start_time"] = t
         self.results.cells["start_time"] = Cell(t)
+        self.on_done("start_time", self.results)
         for name, var in self.ctx.vars.items():
             self._evaluate(name, var)
+            self.on_done(name, self.results)
         for name, var in self.ctx.vars.items():
             if var.transient:
                 self.results.errors.pop(name, None)
@@ -142,14 +157,14 @@ class _Evaluation:
                     cell.units = var.units
                 self.results.cells[name] = cell
                 data = cell.data
-        except Exception as e:
+        except (Exception, SystemExit, KeyboardInterrupt) as e:
             sys.stdout.flush()  # the user's prints come before the log line
             self.results.durations[name] = time.perf_counter() - t0
             if isinstance(e, Skip):
                 self.log.error("Skipped %s: %s", name, e)
             else:
                 self.log.error("Could not get data for %s", name, exc_info=True)
-            errors[name] = e
+            errors[name] = _as_variable_error(e)
             return
         sys.stdout.flush()
         duration = self.results.durations[name] = time.perf_counter() - t0

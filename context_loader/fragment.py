@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from tempfile import mkstemp
 
 import h5py
 import numpy as np
@@ -49,31 +48,98 @@ def write_fragment(path, cells: dict[str, Cell], errors: dict[str, BaseException
     The file is written under a temporary name in the same folder, flushed to disk and
     renamed, so ``path`` is either absent or complete. Mode 0o666, as DAMNIT's files.
     """
-    path = Path(path)
-    fd, tmp = mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".writing")
-    os.close(fd)
+    writer = FragmentWriter(path, provenance=provenance)
     try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["provenance"] = provenance
-            for group in (".reduced", ".preview", ".errors"):
-                f.require_group(group)
-            cleared = []
-            for name, cell in cells.items():
-                if cell.data is None and cell.summary_value is None and cell.preview is None:
-                    cleared.append(name)
-                else:
-                    _write_cell(f, name, cell)
-            for name, exc in errors.items():
-                _write_error(f, name, str(exc), type(exc).__name__)
-            f.attrs["cleared"] = np.array(cleared, dtype=h5py.string_dtype())
-        _fsync(tmp)
-        os.chmod(tmp, 0o666)
-        os.replace(tmp, path)
+        for name, cell in cells.items():
+            writer.add(name, cell=cell)
+        for name, exc in errors.items():
+            writer.add(name, error=exc)
     except BaseException:
-        os.unlink(tmp)
+        writer.discard()
         raise
+    return writer.close()
+
+
+def partial_path(path) -> Path:
+    """Where the fragment ``path`` is written until it is complete: ``.<name>.writing``
+    in the same folder."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.writing")
+
+
+class FragmentWriter:
+    """A fragment written one variable at a time: each :meth:`add` is flushed to
+    :func:`partial_path`, so a process that dies while evaluating leaves the variables it
+    had finished readable there (:func:`complete_partial`); :meth:`close` fsyncs it and
+    renames it to ``path``."""
+
+    def __init__(self, path, *, provenance: str = "context.py"):
+        self.path = Path(path)
+        self.partial = partial_path(self.path)
+        self._cleared: list[str] = []
+        self._file = h5py.File(self.partial, "w")
+        self._file.attrs["provenance"] = provenance
+        for group in (".reduced", ".preview", ".errors"):
+            self._file.require_group(group)
+        self._write_cleared()
+
+    def add(self, name: str, *, cell: Cell | None = None,
+            error: BaseException | None = None) -> None:
+        """Write a variable's result (``cell``) or its ``error``, and flush the file."""
+        if error is not None:
+            _write_error(self._file, name, str(error), type(error).__name__)
+        elif cell.data is None and cell.summary_value is None and cell.preview is None:
+            self._cleared.append(name)
+            self._write_cleared()
+        else:
+            _write_cell(self._file, name, cell)
+        self._file.flush()
+
+    def _write_cleared(self):
+        self._file.attrs["cleared"] = np.array(self._cleared, dtype=h5py.string_dtype())
+
+    def close(self) -> Path:
+        """Finish the fragment: ``path`` now holds it (mode 0o666)."""
+        self._file.close()
+        _finish(self.partial, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        """Give up: close and remove the partial file."""
+        try:
+            self._file.close()
+        finally:
+            self.partial.unlink(missing_ok=True)
+
+
+def complete_partial(path, errors: dict[str, BaseException]) -> bool:
+    """Turn the partial fragment a dead writer left (:func:`partial_path` of ``path``)
+    into the fragment ``path``, with ``errors`` (name -> exception) replacing whatever
+    those variables have there. False (and nothing written) when there is no
+    readable partial file."""
+    partial = partial_path(path)
+    try:
+        f = h5py.File(partial, "r+")
+    except OSError:
+        return False
+    with f:
+        cleared = [n for n in f.attrs.get("cleared", []) if n not in errors]
+        for name in errors:
+            for p in (name, f".reduced/{name}", f".preview/{name}", f".errors/{name}"):
+                _delete(f, p)
+        for name, exc in errors.items():
+            _write_error(f, name, str(exc), type(exc).__name__)
+        f.attrs["cleared"] = np.array(cleared, dtype=h5py.string_dtype())
+    _finish(partial, Path(path))
+    return True
+
+
+def _finish(tmp: Path, path: Path) -> None:
+    """Make the written ``tmp`` durable, shared (0o666) and the file ``path``."""
+    _fsync(tmp)
+    os.chmod(tmp, 0o666)
+    os.replace(tmp, path)
     _fsync(path.parent)
-    return path
 
 
 def warm_up() -> None:

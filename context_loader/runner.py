@@ -5,12 +5,15 @@ caller reads a JSON report and an HDF5 fragment, never pickles of user objects.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+from pathlib import Path
 
 from .contextfile import ContextFile
 from .errors import ContextFileErrors, Skip
 from .evaluate import evaluate_run, open_run, proc_available
-from .fragment import warm_up as warm_up_fragment_writer, write_fragment
+from .fragment import FragmentWriter, warm_up as warm_up_fragment_writer
 from .mymdc import MyMdcClient, proposal_client
 from .variable import RunData
 
@@ -31,23 +34,25 @@ class RunnerError(RuntimeError):
     """The run could not be evaluated at all (bad selection, run not found, ...)."""
 
 
-def describe(path) -> dict:
+def describe(path, import_dir=None) -> dict:
     """``{"ok": True, "variables": [...]}`` (see :meth:`ContextFile.describe`), or
-    ``{"ok": False, "problems": [...]}`` when the file does not load."""
+    ``{"ok": False, "problems": [...]}`` when the file does not load. Modules in
+    ``import_dir`` (default: the file's folder) are importable from it."""
     try:
-        ctx = ContextFile.from_path(path)
+        ctx = ContextFile.from_path(path, import_dir)
     except ContextFileErrors as e:
         return {"ok": False, "problems": e.problems}
     return {"ok": True, "variables": ctx.describe()}
 
 
 def execute(context, proposal: int, run: int, data="all", *, variables=(), match=(),
-            cluster=None, fragment_path, mymdc: MyMdcClient | None = None,
-            logger: logging.Logger | None = None) -> dict:
+            cluster=None, fragment_path, report_path=None, import_dir=None,
+            mymdc: MyMdcClient | None = None, logger: logging.Logger | None = None) -> dict:
     """Evaluate the selected variables of one run and write them to ``fragment_path``.
 
-    ``context`` is a path, or a :class:`ContextFile` already loaded (to evaluate many runs
-    with one load). ``data`` is the trigger (raw/proc/all); ``variables``, ``match`` and
+    ``context`` is a path (its neighbour modules, or those in ``import_dir``, importable),
+    or a :class:`ContextFile` already loaded (to evaluate many runs with one load).
+    ``data`` is the trigger (raw/proc/all); ``variables``, ``match`` and
     ``cluster`` narrow the selection as :meth:`ContextFile.select`. ``mymdc`` answers
     ``mymdc#`` arguments; by default the proposal's MyMDC credentials are used, read only
     if a variable asks. If proc variables are
@@ -58,11 +63,19 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
          "variables": {name: {"status": "ok"|"none"|"skipped"|"error",
                               "error", "error_cls", "duration"}}}
 
+    Each variable is written to the fragment as soon as it is computed. With
+    ``report_path``, the report is written there too, and rewritten after each variable
+    with ``"partial": true``, the evaluation ``"order"``, the names ``"done"`` and the
+    ``"transient"`` ones, so
+    that if this process dies, what it had computed is known and in the partial fragment
+    (:func:`context_loader.fragment.complete_partial`).
+
     Raises :class:`ContextFileErrors` if the file does not load, :class:`RunnerError` if
     the selection names unknown variables or the run cannot be opened.
     """
     log = logger or _log
-    ctx = context if isinstance(context, ContextFile) else ContextFile.from_path(context)
+    ctx = context if isinstance(context, ContextFile) else ContextFile.from_path(context,
+                                                                                 import_dir)
     unknown = [v for v in variables if v not in ctx.vars]
     if unknown:
         raise RunnerError(f"unknown variable(s) in the selection: {', '.join(unknown)}")
@@ -85,27 +98,67 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
     except Exception as e:
         raise RunnerError(f"cannot open run {run} of proposal {proposal} "
                           f"({run_data.value} data): {type(e).__name__}: {e}") from e
-    results = evaluate_run(selected, run_obj, run, proposal,
-                           mymdc=mymdc or proposal_client(proposal), logger=log)
-    write_fragment(fragment_path, results.cells, results.errors, provenance="context.py")
 
-    report = {}
-    for name, var in selected.vars.items():
-        if var.transient:
-            continue
-        entry = {"status": None, "error": None, "error_cls": None,
-                 "duration": results.durations.get(name)}
-        error = results.errors.get(name)
-        cell = results.cells.get(name)
-        if error is not None:
-            entry.update(status="skipped" if isinstance(error, Skip) else "error",
-                         error=str(error), error_cls=type(error).__name__)
-        elif cell is not None:
-            empty = cell.data is None and cell.summary_value is None
-            entry["status"] = "none" if empty else "ok"
+    report = {"proposal": proposal, "run": run, "data_opened": opened, "start_time": None,
+              "proc_missing": proc_missing, "variables": {}, "partial": True,
+              "order": list(selected.vars), "done": [],
+              "transient": [n for n, v in selected.vars.items() if v.transient]}
+    writer = FragmentWriter(fragment_path, provenance="context.py")
+
+    def on_done(name, results):
+        var = selected.vars.get(name)
+        if var is None or not var.transient:
+            if name in results.errors:
+                writer.add(name, error=results.errors[name])
+            elif name in results.cells:
+                writer.add(name, cell=results.cells[name])
+        if var is not None:
+            entry = _report_entry(var, name, results)
+            if entry is not None:
+                report["variables"][name] = entry
+            report["done"].append(name)
         else:
-            continue  # a param# value was missing: not run, as in DAMNIT
-        report[name] = entry
-    return {"proposal": proposal, "run": run, "data_opened": opened,
-            "start_time": float(results.cells["start_time"].data),
-            "proc_missing": proc_missing, "variables": report}
+            report["start_time"] = float(results.cells["start_time"].data)
+        if report_path is not None:
+            write_json(report_path, report)
+
+    try:
+        evaluate_run(selected, run_obj, run, proposal, mymdc=mymdc or proposal_client(proposal),
+                     logger=log, on_done=on_done)
+        writer.close()
+    except BaseException:
+        writer.discard()
+        raise
+    for key in ("partial", "order", "done", "transient"):
+        del report[key]
+    if report_path is not None:
+        write_json(report_path, report)
+    return report
+
+
+def _report_entry(var, name, results) -> dict | None:
+    """A variable's entry in the report; None when it is not reported (transient, or not
+    run for a missing ``param#`` value, as in DAMNIT)."""
+    if var.transient:
+        return None
+    entry = {"status": None, "error": None, "error_cls": None,
+             "duration": results.durations.get(name)}
+    error = results.errors.get(name)
+    cell = results.cells.get(name)
+    if error is not None:
+        entry.update(status="skipped" if isinstance(error, Skip) else "error",
+                     error=str(error), error_cls=type(error).__name__)
+    elif cell is not None:
+        empty = cell.data is None and cell.summary_value is None
+        entry["status"] = "none" if empty else "ok"
+    else:
+        return None
+    return entry
+
+
+def write_json(path, obj) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (a reader sees the old or new file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)

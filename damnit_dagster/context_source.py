@@ -96,7 +96,8 @@ def describe_file(path: Path, damnit_dir: Path, context_python: str | None = Non
 
     With ``context_python`` the file is loaded by ``python -m context_loader describe``
     in that interpreter (cwd = the DAMNIT folder); otherwise in this process, with every
-    exception of the user's code caught.
+    exception of the user's code caught. Either way the modules in the DAMNIT folder are
+    importable from the file, as in DAMNIT.
     """
     if context_python:
         return _describe_subprocess(path, damnit_dir, context_python)
@@ -104,11 +105,11 @@ def describe_file(path: Path, damnit_dir: Path, context_python: str | None = Non
     from context_loader.errors import ContextFileErrors
 
     try:
-        ctx = ContextFile.from_path(path)
+        ctx = ContextFile.from_path(path, damnit_dir)
         return {"ok": True, "variables": ctx.describe()}
     except ContextFileErrors as e:
         return {"ok": False, "problems": list(e.problems)}
-    except (Exception, SystemExit) as e:  # the user's top-level code
+    except (Exception, SystemExit, KeyboardInterrupt) as e:  # the user's top-level code
         return {"ok": False, "problems": [f"{path}: {type(e).__name__}: {e}"]}
 
 

@@ -44,9 +44,32 @@ def _memory(text: str) -> str:
 
 
 def _slurm_time(text: str) -> str:
-    if not re.fullmatch(r"(\d+-)?\d{1,2}(:\d{2}){0,2}", text.strip()):
-        raise SettingError(f"{text!r} is not a Slurm time limit (examples: 02:00:00, 1-00:00:00)")
+    slurm_time_seconds(text)
     return text.strip()
+
+
+def slurm_time_seconds(text: str) -> int:
+    """Seconds in a Slurm time limit: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``,
+    ``D-HH:MM`` or ``D-HH:MM:SS``."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?", str(text).strip())
+    if not match:
+        raise SettingError(f"{text!r} is not a Slurm time limit (examples: 02:00:00, 1-00:00:00)")
+    days, first, second, third = match.groups()
+    if days is not None:   # D-HH[:MM[:SS]]
+        h, m, s = int(first), int(second or 0), int(third or 0)
+    elif third is not None:   # HH:MM:SS
+        h, m, s = int(first), int(second), int(third)
+    else:   # MM[:SS]
+        h, m, s = 0, int(first), int(second or 0)
+    seconds = ((int(days or 0) * 24 + h) * 60 + m) * 60 + s
+    if seconds <= 0:
+        raise SettingError(f"{text!r} must be more than zero")
+    return seconds
+
+
+def format_duration(seconds: int) -> str:
+    """``HH:MM:SS`` (hours may exceed 24)."""
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _name(text: str) -> str:
@@ -75,7 +98,8 @@ SETTINGS = {
     "noncluster_mem": (_memory, "memory a non-cluster variable may use (default 25G)"),
     "slurm_partition": (_name, "Slurm partition for cluster=True variables"),
     "slurm_reservation": (_name, "Slurm reservation for cluster=True variables (wins over the partition)"),
-    "slurm_time": (_slurm_time, "time limit of Slurm jobs (default 02:00:00)"),
+    "slurm_time": (_slurm_time, "time limit of every evaluation of a run, Slurm jobs and "
+                                "local ones alike (default 02:00:00)"),
     "slurm_clusters": (_name, "value of sbatch --clusters (unset: not passed)"),
     "context_python": (_python, "Python interpreter that evaluates the context file"),
     "concurrent_jobs": (_positive_int, "runs processed at the same time (default 15)"),

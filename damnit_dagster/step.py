@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import functools
 import gc
-import json
 import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -25,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .context_source import file_sha
-from .execution.limits import Limits, has_results, name_memory_limit, report_path, take_report
+from .execution.limits import (Limits, has_results, keep_finished, name_memory_limit,
+                               process_end, report_path, take_report, wait_for_group)
+from .storage.leftovers import new_fragment
 from .storage.layout import DamnitPaths
 from .storage.writer import store_fragment
 
@@ -66,39 +66,56 @@ _LOADING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _loaded(path: str, sha: str | None):
+def _loaded(path: str, sha: str | None, import_dir: str):
     from context_loader.contextfile import ContextFile
     from context_loader.runner import warm_up
 
     warm_up()
-    ctx = ContextFile.from_path(path)
+    ctx = ContextFile.from_path(path, import_dir)
     gc.freeze()  # children forked from here: their collector leaves these pages shared
     return ctx
 
 
-def load_for_evaluation(context_path):
-    """The context file loaded in this warm process, loaded once while its content is
-    unchanged (a step covering many runs loads the user's code once, the first of its
-    threads for all): children forked to evaluate runs inherit it, and the renderer's
-    warm-up (:func:`context_loader.runner.warm_up`)."""
+def load_for_evaluation(context_path, damnit_dir):
+    """The context file loaded in this warm process (modules in ``damnit_dir``
+    importable from it), loaded once while its content is unchanged (a step covering
+    many runs loads the user's code once, the first of its threads for all): children
+    forked to evaluate runs inherit it, and the renderer's warm-up
+    (:func:`context_loader.runner.warm_up`)."""
     with _LOADING:
-        return _loaded(str(context_path), file_sha(context_path))
+        return _loaded(str(context_path), file_sha(context_path), str(damnit_dir))
+
+
+def _die_with_parent() -> None:
+    """In a forked child: be killed if the thread that forked it ends (the caller died),
+    so that no evaluation runs on unwatched, past its time limit."""
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def evaluate_in_child(*, damnit_dir, context_path, proposal: int, run: int, data: str,
-                      variables: list[str], fragment: str, log: str, settings: dict) -> int:
+                      variables: list[str], fragment: str, log: str, settings: dict,
+                      track=None) -> dict:
     """Evaluate in a child forked from this (warm) process, under the folder's limits;
-    returns the child's exit code (negative: killed by that signal).
+    returns ``{"exit": the child's exit code (negative: killed by that signal),
+    "timed_out": whether it reached the time limit}``.
 
     The child pins itself to ``noncluster_cpus`` cores and may allocate
     ``noncluster_mem`` on top of what it inherited (``RLIMIT_DATA``), so a greedy variable
     gets a MemoryError (its own error; the others are stored) and a crash of user code
-    cannot take the caller down. Its output is appended to the process log ``log``; its
-    report goes next to ``fragment`` (:func:`.execution.limits.report_path`).
+    cannot take the caller down. It leads its own process group, killed when it ends or
+    at the time limit (``slurm_time``), so no process it started outlives it. Its output
+    is appended to the process log ``log``; its report goes next to ``fragment``
+    (:func:`.execution.limits.report_path`). ``track(pid, alive)`` is told when the child
+    runs (``alive`` True) and, before it is reaped, when it has ended.
     """
     from context_loader import runner
 
-    ctx = load_for_evaluation(context_path)
+    ctx = load_for_evaluation(context_path, damnit_dir)
     limits = Limits.from_settings(settings)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -106,6 +123,8 @@ def evaluate_in_child(*, damnit_dir, context_path, proposal: int, run: int, data
     if pid == 0:  # the child: never returns
         status = 1
         try:
+            os.setpgid(0, 0)
+            _die_with_parent()
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a server ignores it
             with open(log, "a", encoding="utf-8", errors="replace") as log_file:
                 os.dup2(log_file.fileno(), 1)
@@ -117,9 +136,8 @@ def evaluate_in_child(*, damnit_dir, context_path, proposal: int, run: int, data
             limits.apply_to_this_process(on_top_of_current=True)
             os.chdir(damnit_dir)  # the user's relative paths and local imports, as in DAMNIT
             os.umask(0)
-            report = runner.execute(ctx, proposal, run, data, variables=tuple(variables),
-                                    fragment_path=str(fragment))
-            report_path(Path(fragment)).write_text(json.dumps(report))
+            runner.execute(ctx, proposal, run, data, variables=tuple(variables),
+                           fragment_path=str(fragment), report_path=report_path(Path(fragment)))
             status = 0
         except BaseException:
             traceback.print_exc()
@@ -127,8 +145,18 @@ def evaluate_in_child(*, damnit_dir, context_path, proposal: int, run: int, data
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(status)
-    _, wait_status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(wait_status)
+    try:
+        os.setpgid(pid, pid)   # the child does it too; whichever comes first
+    except OSError:
+        pass
+    track = track or (lambda pid, alive: None)
+    try:
+        track(pid, True)
+        timed_out = wait_for_group(pid, limits.time)
+    finally:
+        track(pid, False)
+        _, wait_status = os.waitpid(pid, 0)
+    return {"exit": os.waitstatus_to_exitcode(wait_status), "timed_out": timed_out}
 
 
 def _copy_to_compute_log(log_file, start: int) -> None:
@@ -150,17 +178,25 @@ def _exec_forked(damnit_dir, context_path, proposal, run, data, variables, fragm
     request = dict(damnit_dir=str(damnit_dir), context_path=str(context_path),
                    proposal=int(proposal), run=int(run), data=data, variables=list(variables),
                    fragment=str(fragment), log=log_file.name, settings=settings)
-    code = server.evaluate(**request) if server is not None else evaluate_in_child(**request)
-    _copy_to_compute_log(log_file, start)
+    end = server.evaluate(**request) if server is not None else evaluate_in_child(**request)
+    code, timed_out = end["exit"], end["timed_out"]
     report = take_report(report_path(Path(fragment)))
-    if not has_results(report):
-        if code < 0:
-            raise RuntimeError(
-                f"the process evaluating run {run} was killed by signal {-code}; it may have "
-                f"exceeded the limits for non-cluster variables ({limits.mem_text} memory, "
-                f"noncluster_mem; {limits.cpus} CPU cores, noncluster_cpus)")
-        detail = (report or {}).get("error") or f"exit status {code}"
-        raise RuntimeError(f"evaluating run {run} failed: {detail}; see {log_file.name}")
+    if code != 0 or not has_results(report) or report.get("partial"):
+        stopped = limits.timed_out() if timed_out else process_end(run, code, limits)
+        kept = keep_finished(Path(fragment), report, stopped,
+                             TimeoutError if timed_out else ChildProcessError)
+        log_file.write(f"Run {run}: {stopped}"
+                       f"{'; the variables it had finished are kept' if kept else ''}\n")
+        log_file.flush()
+        if kept is None:
+            _copy_to_compute_log(log_file, start)
+            if timed_out or code < 0:
+                raise RuntimeError(f"the evaluation of run {run} {stopped}" if timed_out
+                                   else stopped)
+            detail = (report or {}).get("error") or f"exit status {code}"
+            raise RuntimeError(f"evaluating run {run} failed: {detail}; see {log_file.name}")
+        report = kept
+    _copy_to_compute_log(log_file, start)
     name_memory_limit(report, Path(fragment), limits)
     return report
 
@@ -203,9 +239,7 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
     paths.make_dirs()
     outcome = RunOutcome(run=int(run), hdf5_path=paths.run_file(proposal, run))
     t0 = time.perf_counter()
-    fd, fragment = tempfile.mkstemp(dir=paths.extracted_dir,
-                                    prefix=f"p{proposal}_r{run}.", suffix=".fragment.h5")
-    os.close(fd)
+    fragment = new_fragment(paths, proposal, run)
     with paths.open_log(proposal, run) as log_file:
         log_file.write(f"----- {time.strftime('%Y-%m-%d %H:%M:%S')} processing r{run} p{proposal}"
                        f" data={data} variables={','.join(variables)} -----\n")

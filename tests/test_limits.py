@@ -101,25 +101,38 @@ def test_variable_over_memory_limit_fails_alone(damnit_dir, mock_proposal):
     assert oct(os.stat(damnit_dir / "process_logs" / "r1-p1234.out").st_mode & 0o777) == "0o666"
 
 
-def test_killed_evaluation_names_the_limits(damnit_dir, mock_proposal, monkeypatch):
+def test_killed_evaluation_keeps_what_finished_and_names_the_limits(damnit_dir, mock_proposal):
     (damnit_dir / "context.py").write_text(textwrap.dedent("""
         import os, signal
         from damnit_ctx import Variable
 
         @Variable()
-        def boom(run):
+        def before(run):
+            return 7
+
+        @Variable()
+        def boom(run, b: "var#before"):
             os.kill(os.getpid(), signal.SIGKILL)
+
+        @Variable()
+        def after(run, b: "var#boom"):
+            return 1
     """))
-    with pytest.raises(ExecutionError) as info:
-        evaluate_local(damnit_dir, mock_proposal.proposal, 2, "raw", echo=None,
-                       settings={"noncluster_mem": "3G"})
-    msg = str(info.value)
-    assert "killed by signal 9" in msg
-    assert "3 GB memory, noncluster_mem" in msg
-    assert "r2-p1234.out" in msg
-    # Nothing half-written is left behind.
-    assert not list((damnit_dir / "extracted_data").glob("*.fragment.h5*"))
-    assert "Processing r2 failed: the process evaluating run 2 was killed" in (
+    evaluation = evaluate_local(damnit_dir, mock_proposal.proposal, 2, "raw", echo=None,
+                                settings={"noncluster_mem": "3G"})
+    variables = evaluation.report["variables"]
+    assert variables["before"]["status"] == "ok"
+    msg = variables["boom"]["error"]
+    assert "killed by signal 9 (SIGKILL)" in msg and "3 GB memory, noncluster_mem" in msg
+    assert "while computing this variable" in msg
+    assert variables["after"]["error"].startswith("not computed: the process evaluating run 2 "
+                                                  "was killed by signal 9")
+    with h5py.File(evaluation.fragment) as f:
+        assert f["before/data"][()] == 7
+        assert "killed by signal 9" in f[".errors/boom"][()].decode()
+    # Nothing half-written is left behind: only the completed fragment.
+    assert list((damnit_dir / "extracted_data").iterdir()) == [evaluation.fragment]
+    assert "the variables it had finished are kept" in (
         damnit_dir / "process_logs" / "r2-p1234.out").read_text()
 
 

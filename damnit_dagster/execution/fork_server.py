@@ -11,8 +11,11 @@ child per run, exactly as a step forks from its own warm process
 
 The protocol is JSON lines over a socket pair: ``{"id", "describe": path}`` answered with
 ``{"id", "result"}`` (:func:`damnit_dagster.context_source.describe_file`'s), and
-``{"id", "evaluate": {...}}`` answered with ``{"id", "exit": code}`` once the child has
-ended (or ``{"id", "error"}`` if it could not be forked). The server exits when the command closes its end (or dies).
+``{"id", "evaluate": {...}}`` answered with ``{"id", "exit": code, "timed_out": bool}``
+once the child has ended (or ``{"id", "error"}`` if it could not be forked). Each child
+leads its own process group, killed when it ends. The server exits when the command
+closes its end (or dies); the evaluations still running then are killed with their
+process groups, since nobody would store their results.
 """
 from __future__ import annotations
 
@@ -58,14 +61,14 @@ class EvaluationServer:
         not used)."""
         return self._ask({"describe": str(path)})["result"]
 
-    def evaluate(self, **request) -> int:
+    def evaluate(self, **request) -> dict:
         """Fork a child evaluating ``request`` (the arguments of
-        :func:`~damnit_dagster.step.evaluate_in_child`, JSON-safe); its exit code once it
-        has ended."""
+        :func:`~damnit_dagster.step.evaluate_in_child`, JSON-safe); how it ended (as
+        that function returns it)."""
         answer = self._ask({"evaluate": request})
         if "error" in answer:
             raise RuntimeError(answer["error"])
-        return answer["exit"]
+        return {"exit": answer["exit"], "timed_out": answer["timed_out"]}
 
     def _ask(self, request: dict) -> dict:
         with self._send_lock:
@@ -122,6 +125,7 @@ def _serve(sock: socket.socket, damnit_dir: Path, context_path: Path) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C is for the command and the runs
     from ..context_source import describe_file
     from ..step import evaluate_in_child, load_for_evaluation
+    from .limits import kill_group
 
     send_lock = threading.Lock()
     writer = sock.makefile("w", encoding="utf-8")
@@ -131,9 +135,16 @@ def _serve(sock: socket.socket, damnit_dir: Path, context_path: Path) -> int:
             writer.write(json.dumps(message) + "\n")
             writer.flush()
 
+    running: set[int] = set()   # process groups of the children being evaluated
+    running_lock = threading.Lock()
+
+    def track(pid: int, alive: bool) -> None:
+        with running_lock:
+            (running.add if alive else running.discard)(pid)
+
     def evaluate(ident: int, request: dict) -> None:
         try:
-            answer({"id": ident, "exit": evaluate_in_child(**request)})
+            answer({"id": ident, **evaluate_in_child(**request, track=track)})
         except Exception as e:  # not even forked (the file cannot be loaded...): the run's error
             answer({"id": ident, "error": f"{type(e).__name__}: {e}"})
 
@@ -148,13 +159,16 @@ def _serve(sock: socket.socket, damnit_dir: Path, context_path: Path) -> int:
             answer({"id": request["id"], "result": described[path]})
             if len(described) == 1:  # the command now sets up Dagster: get warm meanwhile
                 try:
-                    load_for_evaluation(context_path)
+                    load_for_evaluation(context_path, damnit_dir)
                 except Exception:  # each evaluation meets (and reports) the problem again
                     pass
         else:
             worker = threading.Thread(target=evaluate, args=(request["id"], request["evaluate"]))
             worker.start()
             workers.append(worker)
+    with running_lock:   # the command is gone or done: nobody waits for these any more
+        for pid in running:
+            kill_group(pid)
     for worker in workers:
         worker.join()
     return 0

@@ -1,4 +1,12 @@
-"""Non-cluster variables run under the folder's limits, enforced by the kernel.
+"""Evaluations run under the folder's limits, enforced by the kernel.
+
+Every evaluation of a run, local or in Slurm, may take ``slurm_time`` (default
+``02:00:00``, the limit DAMNIT gives its processing jobs). A local evaluation runs in its
+own process group, which is killed when it ends (:func:`wait_for_group`): at the time
+limit, and in any case whatever the user's code started and left behind. When an
+evaluation dies (time limit, a crash, ``os._exit``, the memory limit), the variables it
+had finished are kept: :func:`keep_finished` stores them, the others get an error saying
+what stopped it.
 
 ``noncluster_cpus`` (default 4, at most the cores this process may use) becomes the CPU
 affinity of the runner process, ``noncluster_mem`` (default ``25G``) its data limit
@@ -20,20 +28,23 @@ from __future__ import annotations
 import collections
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..settings import SettingError, parse_memory
+from ..settings import SettingError, format_duration, parse_memory, slurm_time_seconds
 from ..storage.layout import DamnitPaths
+from ..storage.leftovers import new_fragment
 from . import environment, process_log
 
 DEFAULT_CPUS = 4
 DEFAULT_MEM = "25G"
+DEFAULT_TIME = "02:00:00"
 
 #: ``python -I -c LAUNCHER CORES BYTES CMD...``: pin to CORES (``0,1``), limit the address
 #: space to BYTES (never above an existing hard limit), then become CMD.
@@ -61,16 +72,18 @@ class ExecutionError(RuntimeError):
 
 @dataclass(frozen=True)
 class Limits:
-    """CPU cores and memory (bytes) a non-cluster evaluation may use."""
+    """CPU cores and memory (bytes) a non-cluster evaluation may use, and the time
+    (seconds) any evaluation may take."""
 
     cpus: int
     mem: int
+    time: int = 7200
 
     @classmethod
     def from_settings(cls, settings: dict | None = None) -> "Limits":
-        """From the folder's settings (``metameta``): ``noncluster_cpus`` and
-        ``noncluster_mem`` (``25G``, ``512M``...), with DAMNIT's defaults. The CPU count
-        is capped at the cores this process may use."""
+        """From the folder's settings (``metameta``): ``noncluster_cpus``,
+        ``noncluster_mem`` (``25G``, ``512M``...) and ``slurm_time``, with DAMNIT's
+        defaults. The CPU count is capped at the cores this process may use."""
         settings = settings or {}
         raw_cpus = settings.get("noncluster_cpus") or DEFAULT_CPUS
         try:
@@ -84,7 +97,20 @@ class Limits:
             mem = parse_memory(str(settings.get("noncluster_mem") or DEFAULT_MEM))
         except SettingError as e:
             raise SettingError(f"noncluster_mem: {e}") from None
-        return cls(cpus=min(cpus, len(os.sched_getaffinity(0))), mem=mem)
+        try:
+            seconds = slurm_time_seconds(settings.get("slurm_time") or DEFAULT_TIME)
+        except SettingError as e:
+            raise SettingError(f"slurm_time: {e}") from None
+        return cls(cpus=min(cpus, len(os.sched_getaffinity(0))), mem=mem, time=seconds)
+
+    @property
+    def time_text(self) -> str:
+        """The time limit as ``HH:MM:SS``."""
+        return format_duration(self.time)
+
+    def timed_out(self) -> str:
+        """What stopped an evaluation at the time limit, for its variables' errors."""
+        return f"timed out after {self.time_text} (the slurm_time limit)"
 
     @property
     def mem_text(self) -> str:
@@ -141,13 +167,11 @@ class Evaluation:
 
 def new_fragment_path(damnit_dir, proposal: int, run: int) -> Path:
     """A fresh fragment name in ``extracted_data/`` (shared storage, so a Slurm job on
-    another node can write it too)."""
+    another node can write it too), owned by this process (see
+    :mod:`damnit_dagster.storage.leftovers`)."""
     paths = DamnitPaths(damnit_dir)
     paths.make_dirs()
-    fd, name = tempfile.mkstemp(dir=paths.extracted_dir, prefix=f"p{proposal}_r{run}.",
-                                suffix=".fragment.h5")
-    os.close(fd)
-    return Path(name)
+    return new_fragment(paths, proposal, run)
 
 
 def report_path(fragment: Path) -> Path:
@@ -157,17 +181,18 @@ def report_path(fragment: Path) -> Path:
 
 def evaluate_local(damnit_dir, proposal: int, run: int, data: str = "all", *,
                    variables=(), match=(), cluster: bool | None = False,
-                   settings: dict | None = None, context_path=None, echo=True,
-                   timeout: float | None = None) -> Evaluation:
+                   settings: dict | None = None, context_path=None, echo=True) -> Evaluation:
     """Evaluate the variables selected by ``data``/``variables``/``match``/``cluster``
     (default: the non-cluster ones; see ``ContextFile.select``) for one run, under the
     folder's limits, with ``settings['context_python']``.
 
     The runner's output is appended to ``process_logs/r{R}-p{P}.out`` and, unless
     ``echo`` is None, copied to ``echo`` (default ``sys.stderr``: Dagster's compute log).
-    Returns the :class:`Evaluation`; raises :class:`ExecutionError` when the evaluation
-    failed as a whole (the context file does not load, the run cannot be opened, the
-    process was killed...), ``ContextPythonError`` for an unusable ``context_python``.
+    Returns the :class:`Evaluation` (when the runner died or hit the time limit, what it
+    had finished and errors for the rest); raises :class:`ExecutionError` when the
+    evaluation failed as a whole (the context file does not load, the run cannot be
+    opened, the process died before evaluating...), ``ContextPythonError`` for an
+    unusable ``context_python``.
     """
     settings = settings or {}
     limits = Limits.from_settings(settings)
@@ -185,35 +210,116 @@ def evaluate_local(damnit_dir, proposal: int, run: int, data: str = "all", *,
         paths.root, proposal, run,
         f"\n{process_log.header(proposal, run)}\n"
         f"{'non-cluster ' if cluster is False else ''}variables, data={data}, limits: {limits.cpus} CPU cores, "
-        f"{limits.mem_text} memory; python: {python}", echo=echo)
+        f"{limits.mem_text} memory, {limits.time_text}; python: {python}", echo=echo)
 
     t0 = time.monotonic()
-    try:
-        returncode, output = _run_teed(limits.wrap(cmd), cwd=paths.root, log=log,
-                                       echo=echo, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        discard(fragment, report_file)
-        raise _failed(paths, proposal, run, f"evaluation of run {run} took longer than "
-                      f"{timeout:g} s and was stopped") from None
+    returncode, timed_out, output = _run_teed(limits.wrap(cmd), cwd=paths.root, log=log,
+                                              echo=echo, timeout=limits.time)
     duration = time.monotonic() - t0
     report = take_report(report_file)
-    if returncode != 0 or not has_results(report):
-        discard(fragment)
-        if returncode < 0:
-            reason = (f"the process evaluating run {run} was killed by signal {-returncode}; "
-                      f"it may have exceeded the limits for non-cluster variables "
-                      f"({limits.mem_text} memory, noncluster_mem; {limits.cpus} CPU "
-                      "cores, noncluster_cpus)")
-        else:
-            detail = (report or {}).get("error") or "the runner ended without writing its report"
-            if any(marker in output for marker in _OUT_OF_MEMORY):
-                detail += (f" (out of memory: the limit for non-cluster variables is "
-                           f"{limits.mem_text}, noncluster_mem)")
-            reason = f"evaluating run {run} failed (exit {returncode}): {detail}"
-        raise _failed(paths, proposal, run, reason)
+    if returncode != 0 or not has_results(report) or report.get("partial"):
+        stopped = limits.timed_out() if timed_out else process_end(run, returncode, limits)
+        kept = keep_finished(fragment, report, stopped, TimeoutError if timed_out
+                             else ChildProcessError)
+        if kept is None:
+            discard(fragment)
+            raise _failed(paths, proposal, run, _whole_failure(run, returncode, timed_out,
+                                                               report, output, limits))
+        report = kept
+        process_log.append(paths.root, proposal, run, f"Run {run}: {stopped}; the variables "
+                           "it had finished are kept", echo=echo)
     name_memory_limit(report, fragment, limits)
     process_log.append(paths.root, proposal, run, _summary(report, duration), echo=echo)
     return Evaluation(report=report, fragment=fragment, log=log, duration=duration)
+
+
+def process_end(run: int, returncode: int, limits: Limits) -> str:
+    """How the process evaluating ``run`` ended, for errors: killed by which signal (with
+    the limits it may have exceeded), or its exit status."""
+    if returncode < 0:
+        try:
+            name = f" ({signal.Signals(-returncode).name})"
+        except ValueError:
+            name = ""
+        return (f"the process evaluating run {run} was killed by signal {-returncode}{name}; "
+                f"it may have exceeded the limits for non-cluster variables "
+                f"({limits.mem_text} memory, noncluster_mem; {limits.cpus} CPU cores, "
+                "noncluster_cpus)")
+    return f"the process evaluating run {run} exited with status {returncode}"
+
+
+def _whole_failure(run, returncode, timed_out, report, output, limits) -> str:
+    """Why an evaluation that left nothing to keep failed, for the run's error."""
+    if timed_out:
+        return f"the evaluation of run {run} {limits.timed_out()}"
+    if returncode < 0:
+        return process_end(run, returncode, limits)
+    detail = (report or {}).get("error") or "the runner ended without writing its report"
+    if any(marker in output for marker in _OUT_OF_MEMORY):
+        detail += (f" (out of memory: the limit for non-cluster variables is "
+                   f"{limits.mem_text}, noncluster_mem)")
+    return f"evaluating run {run} failed (exit {returncode}): {detail}"
+
+
+def keep_finished(fragment: Path, report: dict | None, stopped: str,
+                  error_type=ChildProcessError) -> dict | None:
+    """After the runner evaluating into ``fragment`` died, with ``report`` its last
+    (partial) report: make ``fragment`` hold what it had finished, and an error
+    ``error_type(stopped ...)`` for every variable not finished (the one it was computing
+    is named). Returns the completed report, or None when the runner had not started to
+    evaluate (nothing to keep: the run failed as a whole)."""
+    from context_loader.fragment import complete_partial, partial_path, write_fragment
+
+    if not report or not report.get("partial"):
+        partial_path(fragment).unlink(missing_ok=True)
+        return None
+    done = set(report["done"])
+    pending = [n for n in report["order"] if n not in done]
+    running = pending[0] if pending else None
+    errors = {}
+    for name in pending:
+        if name in report["transient"]:
+            continue
+        errors[name] = error_type(f"{stopped} while computing this variable" if name == running
+                                  else f"not computed: {stopped} while computing {running!r}")
+    if not complete_partial(fragment, errors):   # the partial file is unreadable
+        errors = {name: error_type(f"{stopped}; its results are lost")
+                  for name in report["order"] if name not in report["transient"]}
+        write_fragment(fragment, {}, errors)
+        report["variables"] = {}
+    for name, error in errors.items():
+        report["variables"][name] = {"status": "error", "error": str(error),
+                                     "error_cls": type(error).__name__, "duration": None}
+    for key in ("partial", "order", "done", "transient"):
+        report.pop(key, None)
+    return report
+
+
+def wait_for_group(pid: int, timeout: float | None) -> bool:
+    """Wait for process ``pid``, the leader of its own process group, to end (killing it
+    after ``timeout`` seconds), then kill whatever is left in its group. The leader is
+    not reaped, so that the group's number cannot be reused meanwhile: the caller reaps
+    it. Returns True when the time limit was reached."""
+    try:
+        fd = os.pidfd_open(pid)
+        try:
+            ready, _, _ = select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
+        if not ready:
+            kill_group(pid)
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    finally:   # also when interrupted: nothing of the evaluation outlives it
+        kill_group(pid)
+    return not ready
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL the process group ``pgid`` (no error when it is gone)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def name_memory_limit(report: dict, fragment: Path, limits: Limits) -> list[str]:
@@ -238,14 +344,16 @@ def name_memory_limit(report: dict, fragment: Path, limits: Limits) -> list[str]
     return names
 
 
-def _run_teed(cmd, *, cwd, log: Path, echo, timeout) -> tuple[int, str]:
-    """Run ``cmd`` with its stdout+stderr appended to ``log`` and copied to ``echo``;
-    return its exit code and the last lines it printed."""
+def _run_teed(cmd, *, cwd, log: Path, echo, timeout) -> tuple[int, bool, str]:
+    """Run ``cmd`` in its own process group (killed when it ends, or after ``timeout``
+    seconds) with its stdout+stderr appended to ``log`` and copied to ``echo``; return
+    its exit code, whether it timed out, and the last lines it printed."""
     env = environment.runner_env()
     last = collections.deque(maxlen=30)
     with open(log, "ab") as log_file:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
         def pump():
             for line in proc.stdout:
@@ -259,14 +367,11 @@ def _run_teed(cmd, *, cwd, log: Path, echo, timeout) -> tuple[int, str]:
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         try:
-            returncode = proc.wait(timeout=timeout)
-        except BaseException:  # timeout, or the Dagster step is being interrupted
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
+            timed_out = wait_for_group(proc.pid, timeout)
+        finally:   # also when the Dagster step is interrupted
+            returncode = proc.wait()
             reader.join(timeout=10)
-    return returncode, b"".join(last).decode("utf-8", "replace")
+    return returncode, timed_out, b"".join(last).decode("utf-8", "replace")
 
 
 def take_report(path: Path) -> dict | None:

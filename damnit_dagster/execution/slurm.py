@@ -22,10 +22,8 @@ from pathlib import Path
 
 from ..storage.layout import DamnitPaths
 from . import environment, process_log
-from .limits import (Evaluation, ExecutionError, discard, has_results, new_fragment_path,
-                     report_path, take_report)
-
-DEFAULT_TIME = "02:00:00"
+from .limits import (DEFAULT_TIME, Evaluation, ExecutionError, Limits, discard, has_results,
+                     keep_finished, new_fragment_path, report_path, take_report)
 
 #: States after which a job never runs again.
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
@@ -373,6 +371,14 @@ def evaluate_in_slurm(damnit_dir, proposal: int, run: int, data: str = "all", *,
         raise
     duration = time.monotonic() - t0
     report = take_report(report_file)
+    if not end.ok and report and report.get("partial"):   # what the job finished is kept
+        stopped = (Limits.from_settings(settings).timed_out() if end.state == "TIMEOUT"
+                   else end.describe())
+        report = keep_finished(fragment, report, stopped, TimeoutError
+                               if end.state == "TIMEOUT" else ChildProcessError)
+        process_log.append(paths.root, proposal, run, f"Run {run}: {stopped}; the variables "
+                           "it had finished are kept")
+        return Evaluation(report=report, fragment=fragment, log=log, duration=duration)
     if not end.ok or not has_results(report):
         discard(fragment)
         reason = end.describe()

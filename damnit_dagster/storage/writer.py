@@ -10,7 +10,8 @@
 2. write the merged run file under a temporary name in the same folder, ``fsync`` it and
    ``os.replace`` it over the old one: at any instant the run file is the old or the new
    version, never a half-written one, even after ``kill -9`` or a power cut; temporary
-   files of killed writers are removed by the next writer;
+   files of killed writers are removed by the next writer, and so are the fragments and
+   partial files of evaluations of that run whose process is gone (:mod:`.leftovers`);
 3. still under the lock, update ``runs.sqlite`` in one transaction;
 4. delete the fragment. If anything fails, the fragment is kept and storing it again is
    safe (a store is idempotent), so a crash between steps 2 and 3 is repaired by a retry.
@@ -26,6 +27,7 @@ from filelock import FileLock, Timeout
 from .database import DamnitDB, check_name, decode_value, encode_row
 from .hdf5 import merge_into_new_file, read_fragment
 from .layout import FILE_MODE, DamnitPaths, make_shared_dir
+from .leftovers import remove_stale
 
 #: How long a writer waits for another writer of the same run before giving up.
 LOCK_TIMEOUT = 600.0
@@ -105,6 +107,7 @@ def store_fragment(damnit_dir, proposal: int, run: int, fragment_path, *,
     try:
         with lock:
             _remove_stale_temporaries(paths, proposal, run)
+            remove_stale(paths, proposal, run)
             try:
                 write_run_file(paths, proposal, run, fragment_path)
             except OSError as e:

@@ -1,0 +1,77 @@
+"""The files an evaluation writes in ``extracted_data/``, and removing those of dead ones.
+
+A fragment is named after the process that creates it and stores it when the evaluation
+is over: ``p{P}_r{R}.{pid}@{host}.{random}.fragment.h5``. While evaluating, the runner
+writes ``.<fragment>.writing`` and ``<fragment>.report.json`` (``.tmp`` while it is
+replaced). A process killed meanwhile leaves them behind; :func:`remove_stale` (called
+when the run is next stored) removes those whose owner is gone: on this host, no process
+has that pid, or the one that has it started after the file was last changed (the pid was
+reused). Files named after another host are left alone: their owner cannot be checked.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tempfile
+from pathlib import Path
+
+from .layout import DamnitPaths
+
+#: A process that started this long after a file was last changed cannot have written
+#: it (the kernel's boot time, from which start times are counted, is rounded).
+_CLOCK_SLACK = 2.0
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_").replace("@", "_") or "localhost"
+
+
+def new_fragment(paths: DamnitPaths, proposal: int, run: int) -> Path:
+    """Create an empty fragment file of run ``run`` owned by this process."""
+    fd, name = tempfile.mkstemp(dir=paths.extracted_dir,
+                                prefix=f"p{int(proposal)}_r{int(run)}.{os.getpid()}@{_host()}.",
+                                suffix=".fragment.h5")
+    os.close(fd)
+    return Path(name)
+
+
+def remove_stale(paths: DamnitPaths, proposal: int, run: int) -> list[Path]:
+    """Remove the files of run ``run``'s evaluations whose owner process is gone (see
+    the module's text); return them."""
+    pattern = re.compile(rf"\.?p{int(proposal)}_r{int(run)}\.(\d+)@([^.]+)\..*\.fragment\.h5")
+    host = _host()
+    removed = []
+    try:
+        entries = list(os.scandir(paths.extracted_dir))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if not match or match[2] != host:
+            continue
+        try:
+            mtime = entry.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if _alive_since(int(match[1]), mtime):
+            continue
+        Path(entry.path).unlink(missing_ok=True)
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _alive_since(pid: int, mtime: float) -> bool:
+    """Whether process ``pid`` runs and started before ``mtime`` (so may own the file)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return False
+    started = _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
+    return started <= mtime + _CLOCK_SLACK
+
+
+def _boot_time() -> float:
+    with open("/proc/stat") as f:
+        return float(next(line for line in f if line.startswith("btime")).split()[1])
