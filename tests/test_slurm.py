@@ -170,8 +170,24 @@ def test_reservation_wins_over_partition(damnit_dir, mock_proposal, reservation)
     assert summaries["reservation"] == reservation
 
 
-def test_cancelled_job_is_a_clear_failure(damnit_dir, mock_proposal):
-    (damnit_dir / "context.py").write_text(SLEEPY)
+def test_a_cancelled_job_keeps_what_it_finished(damnit_dir, mock_proposal):
+    (damnit_dir / "context.py").write_text(textwrap.dedent("""
+        import time
+        from damnit_ctx import Variable
+
+        @Variable(title="Early", cluster=True)
+        def early(run):
+            return 42
+
+        @Variable(title="Sleepy", cluster=True)
+        def sleepy(run, e: "var#early"):
+            print("sleepy started", flush=True)
+            time.sleep(120)
+
+        @Variable(title="Late", cluster=True)
+        def late(run, s: "var#sleepy" = None):
+            return 2
+    """))
     echo = JobIdEcho()
     thread, box = _run_in_thread(lambda: evaluate_in_slurm(
         damnit_dir, mock_proposal.proposal, 3, "raw", echo=echo, poll=0.1))
@@ -184,13 +200,16 @@ def test_cancelled_job_is_a_clear_failure(damnit_dir, mock_proposal):
     subprocess.run(["scancel", echo.job_id], check=True)
     thread.join(60)
 
-    err = box.get("error")
-    assert isinstance(err, JobFailed), box
-    assert str(err) == (f"Slurm job {echo.job_id} (r3-p1234-damnit) was cancelled; "
-                        f"see {log}")
-    assert err.end.state == "CANCELLED"
-    assert f"Slurm job {echo.job_id} (r3-p1234-damnit) was cancelled" in log.read_text()
-    assert not list((damnit_dir / "extracted_data").glob("*.fragment.h5*"))
+    evaluation = box["result"]
+    cancelled = f"Slurm job {echo.job_id} (r3-p1234-damnit) was cancelled"
+    variables = evaluation.report["variables"]
+    assert variables["early"]["status"] == "ok"
+    assert variables["sleepy"]["error"] == f"{cancelled} while computing this variable"
+    assert variables["late"]["error"] == f"not computed: {cancelled} while computing 'sleepy'"
+    with h5py.File(evaluation.fragment) as f:
+        assert f["early/data"][()] == 42
+    assert f"{cancelled}; the variables it had finished are kept" in log.read_text()
+    assert list((damnit_dir / "extracted_data").iterdir()) == [evaluation.fragment]
 
 
 def test_failed_job_names_exit_code_and_error(damnit_dir, mock_proposal):

@@ -21,6 +21,7 @@ import pytest
 
 from context_loader.contextfile import ContextFile
 from damnit_dagster.execution.limits import evaluate_local
+from damnit_dagster.step import evaluate_and_store
 from damnit_dagster.storage.layout import init_damnit_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -221,6 +222,42 @@ def test_context_python_evaluations_have_the_time_limit_and_clean_up(tmp_path, m
     with h5py.File(evaluation.fragment) as f:
         assert f["quick/data"][()] == 1
     assert sleeps_left(353) == []
+
+
+def test_a_step_forking_its_own_evaluations_has_the_time_limit_and_cleans_up(
+        tmp_path, mock_proposal):
+    """What a Dagster step of the live backend does (no evaluation server): the child it
+    forks is stopped at the limit with whatever it started, what it finished is stored."""
+    folder = init_damnit_dir(tmp_path / "amore", mock_proposal.proposal,
+                             slurm_time="0:04").root
+    (folder / "helper_mod.py").write_text("offset = 7\n")
+    (folder / "context.py").write_text(textwrap.dedent("""
+        import subprocess
+        from damnit_ctx import Variable
+        from helper_mod import offset
+
+        @Variable()
+        def quick(run):
+            subprocess.Popen(["sleep", "355"])
+            return offset
+
+        @Variable()
+        def stuck(run, q: "var#quick"):
+            subprocess.run(["sleep", "357"])
+    """))
+    t0 = time.monotonic()
+    outcome = evaluate_and_store(folder, mock_proposal.proposal, 1, folder / "context.py",
+                                 ["quick", "stuck"], "raw", settings={"slurm_time": "0:04"})
+    assert time.monotonic() - t0 < 4 + 6
+    assert outcome.error is None
+    assert outcome.variables["stuck"]["error_cls"] == "TimeoutError"
+    values = stored(folder, 1)
+    assert values["quick"] == 7
+    assert values["stuck"] == ("error", "timed out after 00:00:04 (the slurm_time limit) "
+                                        "while computing this variable")
+    assert sleeps_left(355, 357) == []
+    assert sorted(p.name for p in (folder / "extracted_data").iterdir()) == [
+        "p1234_r1.h5", "p1234_r1.h5.lock"]
 
 
 @pytest.mark.slow
