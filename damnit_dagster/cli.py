@@ -29,6 +29,13 @@ class Folder:
     def __init__(self, path):
         self.paths = DamnitPaths(Path(path))
 
+    def use_instance(self) -> Path:
+        """Point this command (and what it starts) at the folder's own Dagster instance."""
+        from .instance import use_instance_of
+
+        self.db().close()   # a clear error if this is not a DAMNIT folder; gives it a db_id
+        return use_instance_of(self.paths.root)
+
     def db(self) -> DamnitDB:
         """Open ``runs.sqlite``; a clear error if this is not a DAMNIT folder."""
         try:
@@ -45,10 +52,7 @@ class Folder:
 @click.pass_context
 def main(ctx, directory):
     """DAMNIT's backend on Dagster: compute a context file's variables for every run."""
-    from .instance import dagster_home
-
     _spare_the_garbage_collector(ctx)
-    os.environ["DAGSTER_HOME"] = str(dagster_home())  # the instance every command uses
     ctx.obj = Folder(directory)
 
 
@@ -154,6 +158,7 @@ def db_config(folder: Folder, key, value, delete):
 def event(folder: Folder, kind, runs):
     """Announce new data of RUNS (migration: raw, calibration: proc) to the backend."""
     from .instance import inbox_path
+    folder.use_instance()
     with folder.db() as db:
         proposal = db.proposal
     inbox = EventInbox(inbox_path())
@@ -176,6 +181,7 @@ def sync_context(folder: Folder, describe=None) -> list[str]:
     from .step import same_interpreter
 
     describe = describe or describe_file
+    folder.use_instance()
     with folder.db() as db:
         python = db.setting("context_python")
         if not folder.paths.context_file.exists():
@@ -224,7 +230,8 @@ def reprocess(folder: Folder, runs, match, variables, data, direct):
     """
     from .backend import backend_running
 
-    direct = direct or not backend_running()
+    folder.use_instance()
+    direct = direct or not backend_running(folder.paths.root)
     with _evaluation_server(folder, direct) as server:
         _reprocess(folder, runs, match, variables, data, direct, server)
 
@@ -338,26 +345,38 @@ def _user_output_to_process_logs(direct: bool):
 @click.option("--port", type=int, help="Port of the Dagster UI on 127.0.0.1 (default: free).")
 @click.pass_obj
 def listen(folder: Folder, port):
-    """Run the backend in the foreground: Dagster UI, daemon, event sources, reload."""
+    """Run the backend in the foreground: Dagster UI, daemon, event sources, reload.
+
+    Exits 78 when the backend cannot start (the reason in one line; Supervisor does not
+    restart it), 1 when one of its processes died later.
+    """
     from .backend import run_forever
-    folder.db().close()  # a clear error if this is not a DAMNIT folder
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_forever(folder.paths.root, port=port)
+    folder.use_instance()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    for ours in ("damnit", "damnit_dagster"):   # the libraries' chatter stays out of amore.log
+        logging.getLogger(ours).setLevel(logging.INFO)
+    sys.exit(run_forever(folder.paths.root, port=port))
 
 
 @main.command()
 @click.option("--port", type=int, help="Port of the Dagster UI on 127.0.0.1 (default: free).")
 @click.pass_obj
 def serve(folder: Folder, port):
-    """Start the backend under Supervisor (supervisord.conf in the folder)."""
+    """Start the backend under Supervisor (supervisord.conf in the folder).
+
+    Returns once the backend is up (its Dagster UI answers and its daemon ticks); exits
+    non-zero with the reason when it cannot start.
+    """
     from . import supervisor
-    folder.db().close()
-    port = port or _free_port()
-    command = [str(Path(sys.executable).parent / "damnit-dagster"), "--dir",
-               str(folder.paths.root), "listen", "--port", str(port)]
-    supervisor.start(folder.paths.root, command, env=_instance_env())
+    from .serving import BackendDidNotStart, serve_folder
+
+    home = folder.use_instance()
+    try:
+        url = serve_folder(folder.paths.root, home, port, env=_instance_env())
+    except (BackendDidNotStart, supervisor.SupervisorError) as e:
+        raise click.ClickException(str(e)) from None
     click.echo(supervisor.status(folder.paths.root))
-    click.echo(f"Dagster UI: http://127.0.0.1:{port} (supervisorctl -c "
+    click.echo(f"Dagster UI: {url} (supervisorctl -c "
                f"{supervisor.config_path(folder.paths.root)} status damnit)")
 
 

@@ -27,6 +27,9 @@ CONFIG_NAME = "supervisord.conf"
 PROGRAM = "damnit"
 #: Where the backend's stdout and stderr go (the ``amore.log`` DAMNIT users know).
 PROGRAM_LOG = "amore.log"
+#: Seconds the program must live for Supervisor to count it as started; an earlier exit
+#: is a failed start, which Supervisor retries whatever its exit status.
+STARTSECS = 1
 
 # `supervisorctl status` exit codes (LSB): 3 = stopped/exited/fatal, 4 = no answer
 # (connection refused) *or* no such program.
@@ -86,8 +89,11 @@ def write_config(damnit_dir, command: list[str], *, env: dict[str, str] | None =
         "command": _escape(shlex.join(str(c) for c in command)),
         "directory": _escape(str(damnit_dir)),
         "autostart": "true",
-        "autorestart": "true",
-        "startsecs": "1",
+        # A backend that cannot start exits with 78 (see backend.EXIT_CANNOT_START):
+        # restarting would fail the same way. Any other exit is restarted.
+        "autorestart": "unexpected",
+        "exitcodes": "0,78",
+        "startsecs": str(STARTSECS),
         "stopasgroup": "true",
         "killasgroup": "true",
         "stopwaitsecs": "20",
@@ -146,19 +152,22 @@ def status(damnit_dir) -> str:
     return out
 
 
-def _state(damnit_dir) -> str | None:
+def program_state(damnit_dir) -> tuple[str | None, int | None]:
+    """(state, pid) of program ``damnit``: (``"RUNNING"``, 1234), (``"EXITED"``, None), or
+    (None, None) when supervisord does not answer."""
     rc, out = _status(damnit_dir)
     if rc == _RC_UNKNOWN:
-        return None
+        return None, None
     fields = out.split()
-    return fields[1] if len(fields) > 1 else out
+    pid = re.search(r"\bpid (\d+)", out)
+    return (fields[1] if len(fields) > 1 else out), (int(pid[1]) if pid else None)
 
 
 def _wait_running(damnit_dir, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     state = None
     while time.monotonic() < deadline:
-        state = _state(damnit_dir)
+        state, _ = program_state(damnit_dir)
         if state == "RUNNING":
             return
         if state in ("FATAL", "EXITED", "STOPPED"):

@@ -66,7 +66,7 @@ def store_record(inbox: EventInbox, record) -> None:
         log.warning("Ignoring invalid event %s: %s", source_id, e)
         return
     if event is not None:
-        log.info("Event %s: %s of p%d r%d", source_id, event.kind, event.proposal, event.run)
+        log.debug("Event %s: %s of p%d r%d", source_id, event.kind, event.proposal, event.run)
 
 
 def run_bridge(brokers: list[str], inbox: EventInbox, *, group_id: str,

@@ -13,7 +13,7 @@ and ``DAMNIT_DIR`` set (also in this process while the backend runs, so
 inbox), from the repository root with ``workspace.yaml``. Their output goes to
 ``daemon.log`` / ``webserver.log`` in the home; on exit they are stopped (SIGTERM to
 their process group, SIGKILL after ``stop_timeout``). Like ``listen``, it holds the
-backend lock of the home while it runs, so ``reprocess`` hands its work to this daemon.
+backend lock of the home while it runs (and its status names the folder), so ``reprocess`` hands its work to this daemon.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from damnit_dagster.backend import backend_lock
+from damnit_dagster.backend import backend_lock, write_status
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -158,6 +158,7 @@ def running_backend(damnit_dir, home, *, instance_config: dict | None = None,
                                  "-h", "127.0.0.1", "-p", str(port)]
     lock = backend_lock()     # as `listen` holds it: commands see a running backend
     lock.acquire(timeout=0)
+    write_status(home, folder=str(damnit_dir), state="ready", url=backend.url)
     try:
         for name, cmd in commands.items():
             with open(home / f"{name}.log", "ab") as log:
