@@ -23,7 +23,7 @@ class MockProposal:
 def mock_proposal(tmp_path_factory):
     """Proposal 1234 with runs 1-4 (run 3 a scan, run 4 without proc) under a session
     tmp dir; EXTRA_DATA_DATA_ROOT and XFEL_DATA_ROOT point at it for the session."""
-    from damnit_dagster.mockdata import make_proposal
+    from damnit_dagster.ops.mockdata import make_proposal
 
     root = tmp_path_factory.mktemp("xfel-data")
     runs, scan_runs, no_proc = [1, 2, 3, 4], [3], [4]
@@ -37,3 +37,26 @@ def mock_proposal(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture
+def kafka_broker(tmp_path):
+    """A real Kafka broker (nafka) on 127.0.0.1, in its own process; its ``host:port``."""
+    from support.kafka_broker import running_broker
+
+    with running_broker(tmp_path) as address:
+        yield address
+
+
+@pytest.fixture
+def damnit_folder(tmp_path):
+    """Factory of new DAMNIT folders under the test's ``tmp_path``:
+    ``damnit_folder(context=None, *, proposal=1234, name="amore", **settings)`` gives the
+    :class:`DamnitPaths` of ``tmp_path / name`` (see :func:`support.folders.make_damnit_folder`).
+    """
+    from support.folders import make_damnit_folder
+
+    def make(context=None, *, proposal: int = 1234, name: str = "amore", **settings):
+        return make_damnit_folder(tmp_path / name, context, proposal=proposal, **settings)
+
+    return make

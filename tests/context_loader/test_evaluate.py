@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_contextfile import MOCK_CODE
 
 from context_loader.contextfile import ContextFile
 from context_loader.errors import DependencyError, Skip
 from context_loader.evaluate import evaluate_run, open_run, proc_available, start_time
 from context_loader.variable import RunData
+from support.damnit_mock_context import MOCK_CODE
 
 
 class FakeRun:

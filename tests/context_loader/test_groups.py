@@ -12,11 +12,11 @@ import types
 
 import numpy as np
 import pytest
-from spec_examples import CROSS_GROUP, GROUP_XGM, INHERITANCE, NESTED_AS_MEANT
 
 from context_loader.errors import GroupError
 from context_loader.groups import GroupVariable, expand_groups
 from context_loader.variable import RunData, Variable
+from support.spec_examples import CROSS_GROUP, GROUP_XGM, INHERITANCE, NESTED_AS_MEANT
 
 PRELUDE = ("from context_loader.variable import Variable\n"
            "from context_loader.groups import Group\n")

@@ -4,15 +4,14 @@ The first line of each file says what the user must see: ``# expect: <start of t
 error>``, which names the file, the line and (where there is one) the variable.
 """
 import re
-from pathlib import Path
 
 import pytest
 
 from context_loader.contextfile import ContextFile
 from context_loader.errors import ContextFileErrors
+from support.paths import MALFORMED_CONTEXTS
 
-HERE = Path(__file__).parent
-CASES = sorted((HERE / "malformed_contexts").glob("*.py"))
+CASES = sorted(MALFORMED_CONTEXTS.glob("*.py"))
 
 
 def test_there_are_at_least_30_cases():
@@ -37,7 +36,7 @@ def test_one_clear_error(case):
 
 
 def test_traceback_of_an_error_in_top_level_code_shows_the_users_lines():
-    case = HERE / "malformed_contexts" / "error_in_helper.py"
+    case = MALFORMED_CONTEXTS / "error_in_helper.py"
     with pytest.raises(ContextFileErrors) as e:
         ContextFile.from_str(case.read_text(), "error_in_helper.py")
     # (leaving out the lines of carets that mark the failing expression)
@@ -56,7 +55,7 @@ def test_traceback_of_an_error_in_top_level_code_shows_the_users_lines():
 
 def test_syntax_error_shows_the_line_and_caret():
     with pytest.raises(ContextFileErrors) as e:
-        ContextFile.from_str((HERE / "malformed_contexts" / "syntax_error.py").read_text(),
+        ContextFile.from_str((MALFORMED_CONTEXTS / "syntax_error.py").read_text(),
                              "context.py")
     assert str(e.value).splitlines() == [
         "context.py:5: SyntaxError: expected ':'",
@@ -67,7 +66,7 @@ def test_syntax_error_shows_the_line_and_caret():
 
 def test_loading_from_a_path_names_that_path(tmp_path):
     path = tmp_path / "context.py"
-    path.write_text((HERE / "malformed_contexts" / "missing_dependency.py").read_text())
+    path.write_text((MALFORMED_CONTEXTS / "missing_dependency.py").read_text())
     with pytest.raises(ContextFileErrors) as e:
         ContextFile.from_path(path)
     assert str(e.value) == (f"{path}:8: variable 'bar': missing dependency 'var#fooo' "

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import h5py
 import pytest
@@ -17,8 +16,7 @@ import pytest
 from context_loader import runner
 from context_loader.contextfile import ContextFile
 from context_loader.errors import ContextFileErrors
-
-REPO = Path(__file__).resolve().parents[1]
+from support.paths import REPO
 
 CONTEXT = '''\
 import xarray as xr

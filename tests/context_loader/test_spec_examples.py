@@ -9,7 +9,13 @@ import textwrap
 
 import numpy as np
 import pytest
-from spec_examples import (
+
+from context_loader.cells import Cell
+from context_loader.contextfile import ContextFile
+from context_loader.errors import ContextFileErrors, Skip
+from context_loader.evaluate import evaluate_run, open_run
+from context_loader.variable import RunData
+from support.spec_examples import (
     CROSS_GROUP,
     FIRST_EXAMPLE,
     GROUP_XGM,
@@ -17,12 +23,6 @@ from spec_examples import (
     NESTED,
     NESTED_AS_MEANT,
 )
-
-from context_loader.cells import Cell
-from context_loader.contextfile import ContextFile
-from context_loader.errors import ContextFileErrors, Skip
-from context_loader.evaluate import evaluate_run, open_run
-from context_loader.variable import RunData
 
 
 def load(code):

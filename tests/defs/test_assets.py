@@ -1,5 +1,4 @@
 """Materialising variables of mock runs on a real temporary Dagster instance."""
-import textwrap
 
 import dagster as dg
 import pytest
@@ -8,7 +7,6 @@ from dagster._core.events import DagsterEventType
 from dagster._core.loader import LoadingContextForTest
 
 from damnit_dagster.defs.definitions import build_definitions
-from damnit_dagster.storage.folder import init_damnit_dir
 
 CONTEXT = '''
 import numpy as np
@@ -47,12 +45,9 @@ def det_mean(run, img: "var#image"):
 
 
 @pytest.fixture
-def folder(tmp_path, mock_proposal):
+def folder(tmp_path, damnit_folder, mock_proposal):
     """A DAMNIT folder for proposal 1234 with CONTEXT; returns (path, make_defs)."""
-    path = tmp_path / "amore"
-    src = tmp_path / "src.py"
-    src.write_text(textwrap.dedent(CONTEXT))
-    init_damnit_dir(path, 1234, context_source=src)
+    path = damnit_folder(CONTEXT).root
 
     def make_defs():
         return build_definitions(path, state_dir=tmp_path / "state", with_sensor=False)

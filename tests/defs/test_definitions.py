@@ -1,12 +1,11 @@
 """Definitions built from the spec's example context files: keys, deps, tags, jobs."""
-import textwrap
 
 import dagster as dg
 import pytest
-from spec_examples import FIRST_EXAMPLE, GROUP_XGM, NESTED_AS_MEANT
 
 from damnit_dagster.defs.definitions import build_definitions
-from damnit_dagster.storage.folder import init_damnit_dir
+from support.folders import make_damnit_folder
+from support.spec_examples import FIRST_EXAMPLE, GROUP_XGM, NESTED_AS_MEANT
 
 SPEC_BASIC = FIRST_EXAMPLE
 
@@ -50,10 +49,7 @@ SPEC_GROUPS = GROUP_XGM + NESTED_AS_MEANT
 
 
 def make_defs(tmp_path, code):
-    folder = tmp_path / "amore"
-    context = tmp_path / "context_src.py"
-    context.write_text(textwrap.dedent(code))
-    init_damnit_dir(folder, 1234, context_source=context)
+    folder = make_damnit_folder(tmp_path / "amore", code).root
     return build_definitions(folder, state_dir=tmp_path / "state", with_sensor=False)
 
 

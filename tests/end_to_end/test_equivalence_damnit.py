@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from support.paths import CONTEXTS, MALFORMED_CONTEXTS, REPO
+
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-CONTEXTS = Path(__file__).parent / "contexts"
 DOC = REPO / "docs" / "differences-from-damnit.md"
 DAMNIT_CLI = Path(sys.executable).parent / "damnit"
 PROPOSAL = 1234
@@ -98,10 +98,10 @@ def store_ours(folder: Path, context: Path, runs) -> None:
     from context_loader.contextfile import ContextFile
     from context_loader.runner import execute
     from damnit_dagster.storage.database import DamnitDB
-    from damnit_dagster.storage.folder import init_damnit_dir
     from damnit_dagster.storage.writer import store_fragment
+    from support.folders import make_damnit_folder
 
-    paths = init_damnit_dir(folder, PROPOSAL, context_source=context)
+    paths = make_damnit_folder(folder, context, proposal=PROPOSAL)
     ctx = ContextFile.from_path(paths.context_file)
     with DamnitDB(paths.db_file) as db:      # what DAMNIT's --update-vars does
         db.sync_variables(ctx.describe())
@@ -144,11 +144,10 @@ def dagster_store(stores, tmp_path_factory):
     import dagster as dg
 
     from damnit_dagster.defs.definitions import build_definitions
-    from damnit_dagster.storage.folder import init_damnit_dir
+    from support.folders import make_damnit_folder
 
     tmp = tmp_path_factory.mktemp("equivalence-dagster")
-    folder = tmp / "amore"
-    init_damnit_dir(folder, PROPOSAL, context_source=stores[0] / "context.py")
+    folder = make_damnit_folder(tmp / "amore", stores[0] / "context.py", proposal=PROPOSAL).root
     defs = build_definitions(folder, state_dir=tmp / "state", with_sensor=False)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(f"p{PROPOSAL}_runs", [str(DAGSTER_RUN)])
@@ -431,7 +430,7 @@ def test_damnit_loads_only_fewer_malformed_contexts_and_the_doc_lists_them(tmp_p
         "print(json.dumps(loaded))\n")
     env = os.environ | {"PYTHONPATH": str(ctxsupport)}
     proc = subprocess.run([sys.executable, "-c", script,
-                           str(Path(__file__).parent / "malformed_contexts")],
+                           str(MALFORMED_CONTEXTS)],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(proc.stdout.strip().splitlines()[-1])) == STRICTER_AT_LOAD

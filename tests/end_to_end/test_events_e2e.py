@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -17,12 +16,10 @@ from damnit_dagster.events.inbox import EventInbox
 from damnit_dagster.events.kafka import run_bridge
 from damnit_dagster.ops.mockdata import make_proposal, make_run
 from damnit_dagster.plugins.home import inbox_path
-from damnit_dagster.storage.folder import init_damnit_dir
-
-sys.path.insert(0, str(Path(__file__).parent / "support"))
-from backend import running_backend  # noqa: E402
-from spec_examples import FIRST_EXAMPLE
-from test_events import _send, kafka_broker  # noqa: E402,F401 - the broker fixture
+from support.backend import running_backend
+from support.folders import make_damnit_folder
+from support.kafka_broker import send as _send
+from support.spec_examples import FIRST_EXAMPLE
 
 PROPOSAL = 4567
 FORK_LAUNCHER = {"run_launcher": {"module": "damnit_dagster.plugins.launcher",
@@ -41,9 +38,7 @@ def backend(tmp_path_factory, mock_proposal):
     """Runs 1-5 of proposal 4567 (run 6 is written later by a test) and its backend."""
     tmp = tmp_path_factory.mktemp("events-e2e")
     make_proposal(mock_proposal.root, PROPOSAL, range(1, 6), ntrains=20, runs_without_proc=())
-    folder = tmp / "amore"
-    (tmp / "context.py").write_text(textwrap.dedent(CONTEXT))
-    init_damnit_dir(folder, PROPOSAL, context_source=tmp / "context.py")
+    folder = make_damnit_folder(tmp / "amore", CONTEXT, proposal=PROPOSAL).root
     with running_backend(folder, tmp / "home", instance_config=FORK_LAUNCHER) as backend:
         backend.wait_for_sensor()
         yield backend
@@ -178,7 +173,7 @@ def run_no(run, n: "meta#run_number"):
 
 
 @pytest.mark.slow
-def test_a_burst_of_200_events_gives_200_processed_runs(tmp_path, mock_proposal):
+def test_a_burst_of_200_events_gives_200_processed_runs(tmp_path, damnit_folder, mock_proposal):
     """200 migration events at once (runs hard-linked from one mock run, a one-variable
     context): every run processed exactly once."""
     proposal, n = 4568, 200
@@ -186,9 +181,7 @@ def test_a_burst_of_200_events_gives_200_processed_runs(tmp_path, mock_proposal)
     for run in range(2, n + 1):
         shutil.copytree(pdir / "raw" / "r0001", pdir / "raw" / f"r{run:04d}",
                         copy_function=os.link)
-    folder = tmp_path / "amore"
-    (tmp_path / "context.py").write_text(textwrap.dedent(TINY_CONTEXT))
-    init_damnit_dir(folder, proposal, context_source=tmp_path / "context.py")
+    folder = damnit_folder(TINY_CONTEXT, proposal=proposal).root
     with running_backend(folder, tmp_path / "home", instance_config=FORK_LAUNCHER) as backend:
         backend.wait_for_sensor()
         inbox = EventInbox(inbox_path())

@@ -13,12 +13,13 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 import requests
+
+from support.paths import REPO
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -27,7 +28,6 @@ except ImportError:      # reported by require_browser()
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "ui"
 CHROMIUM = "/usr/bin/chromium"
 # As root, in a sandbox with no network: no sandbox, no GPU, no background connections.
@@ -168,13 +168,10 @@ def wait_until_loaded(url, proc, log):
 def ui(tmp_path_factory, mock_proposal):
     """A webserver serving a DAMNIT folder with RUNS materialised; yields (url, folder)."""
     require_browser()
-    from damnit_dagster.storage.folder import init_damnit_dir
+    from support.folders import make_damnit_folder
 
     tmp = tmp_path_factory.mktemp("ui")
-    src = tmp / "context_src.py"
-    src.write_text(textwrap.dedent(CONTEXT))
-    damnit_dir = tmp / "amore"
-    init_damnit_dir(damnit_dir, 1234, context_source=src)
+    damnit_dir = make_damnit_folder(tmp / "amore", CONTEXT).root
     home = tmp / "dagster_home"
     (home / ".nux").mkdir(parents=True)
     shutil.copyfile(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")

@@ -22,9 +22,9 @@ import pytest
 from context_loader.contextfile import ContextFile
 from damnit_dagster.execution.limits import evaluate_local
 from damnit_dagster.execution.process_run import evaluate_and_store
-from damnit_dagster.storage.folder import init_damnit_dir
+from support.folders import make_damnit_folder
+from support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "damnit-dagster")
 
 CONTEXT = textwrap.dedent("""
@@ -102,11 +102,9 @@ def dagster_home(tmp_path_factory):
 def reprocessed(tmp_path_factory, mock_proposal, dagster_home):
     """The folder after ``reprocess 1-3`` with a 20 s limit, the command's result and
     how long it took."""
-    folder = tmp_path_factory.mktemp("user-code") / "amore"
-    folder.mkdir()
+    folder = make_damnit_folder(tmp_path_factory.mktemp("user-code") / "amore", CONTEXT,
+                                proposal=mock_proposal.proposal, slurm_time="00:00:20").root
     (folder / "helper_mod.py").write_text("offset = 100\n")
-    (folder / "context.py").write_text(CONTEXT)
-    init_damnit_dir(folder, mock_proposal.proposal, slurm_time="00:00:20")
     t0 = time.monotonic()
     proc = reprocess(folder, "1-3")
     return folder, proc, time.monotonic() - t0
@@ -194,10 +192,10 @@ def test_reloading_a_context_file_rereads_its_neighbour_module(tmp_path):
     assert second.vars["shifted"].func(None, n=1) == 1001
 
 
-def test_context_python_evaluations_have_the_time_limit_and_clean_up(tmp_path, mock_proposal):
+def test_context_python_evaluations_have_the_time_limit_and_clean_up(damnit_folder,
+                                                                     mock_proposal):
     """The runner in a ``context_python`` interpreter (as evaluated by evaluate_local)."""
-    folder = init_damnit_dir(tmp_path / "amore", mock_proposal.proposal).root
-    (folder / "context.py").write_text(textwrap.dedent("""
+    folder = damnit_folder("""
         import subprocess, time
         from damnit_ctx import Variable
 
@@ -209,7 +207,7 @@ def test_context_python_evaluations_have_the_time_limit_and_clean_up(tmp_path, m
         @Variable()
         def slow(run, q: "var#quick"):
             time.sleep(150)
-    """))
+    """, proposal=mock_proposal.proposal).root
     t0 = time.monotonic()
     evaluation = evaluate_local(folder, mock_proposal.proposal, 1, "raw", echo=None,
                                 settings={"slurm_time": "0:04"})
@@ -225,13 +223,10 @@ def test_context_python_evaluations_have_the_time_limit_and_clean_up(tmp_path, m
 
 
 def test_a_step_forking_its_own_evaluations_has_the_time_limit_and_cleans_up(
-        tmp_path, mock_proposal):
+        damnit_folder, mock_proposal):
     """What a Dagster step of the live backend does (no evaluation server): the child it
     forks is stopped at the limit with whatever it started, what it finished is stored."""
-    folder = init_damnit_dir(tmp_path / "amore", mock_proposal.proposal,
-                             slurm_time="0:04").root
-    (folder / "helper_mod.py").write_text("offset = 7\n")
-    (folder / "context.py").write_text(textwrap.dedent("""
+    folder = damnit_folder("""
         import subprocess
         from damnit_ctx import Variable
         from helper_mod import offset
@@ -244,7 +239,8 @@ def test_a_step_forking_its_own_evaluations_has_the_time_limit_and_cleans_up(
         @Variable()
         def stuck(run, q: "var#quick"):
             subprocess.run(["sleep", "357"])
-    """))
+    """, proposal=mock_proposal.proposal, slurm_time="0:04").root
+    (folder / "helper_mod.py").write_text("offset = 7\n")
     t0 = time.monotonic()
     outcome = evaluate_and_store(folder, mock_proposal.proposal, 1, folder / "context.py",
                                  ["quick", "stuck"], "raw", settings={"slurm_time": "0:04"})
@@ -262,9 +258,8 @@ def test_a_step_forking_its_own_evaluations_has_the_time_limit_and_cleans_up(
 
 @pytest.mark.slow
 def test_killing_reprocess_repeatedly_leaves_no_files_once_runs_are_stored(
-        tmp_path, mock_proposal, dagster_home):
-    folder = init_damnit_dir(tmp_path / "amore", mock_proposal.proposal).root
-    (folder / "context.py").write_text(textwrap.dedent("""
+        damnit_folder, mock_proposal, dagster_home):
+    folder = damnit_folder("""
         import subprocess, time
         import numpy as np
         from damnit_ctx import Variable
@@ -284,7 +279,7 @@ def test_killing_reprocess_repeatedly_leaves_no_files_once_runs_are_stored(
         def third(run, s: "var#second"):
             time.sleep(0.5)
             return s + 1
-    """))
+    """, proposal=mock_proposal.proposal).root
     extracted = folder / "extracted_data"
     rng = random.Random(14)
     for _ in range(4):

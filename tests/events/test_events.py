@@ -1,18 +1,13 @@
 """Event sources: the embedded inbox and the Kafka bridge against a real broker."""
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from damnit_dagster.events.inbox import EventInbox, InvalidEvent
 from damnit_dagster.events.kafka import parse_message, run_bridge
-
-SUPPORT = Path(__file__).parent / "support"
+from support.kafka_broker import send as _send
 
 
 def test_inbox_stores_events_in_order(tmp_path):
@@ -64,44 +59,6 @@ def test_kafka_messages_map_to_kinds():
            "instrument": "MID", "cycle": "202501"}
     assert parse_message(json.dumps(msg).encode()) == ("calibration", "001234", "0012")
     assert parse_message(json.dumps({**msg, "event": "something_else"}).encode()) is None
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def kafka_broker(tmp_path):
-    """A real Kafka broker (nafka) on 127.0.0.1, in its own process."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(SUPPORT / "nafka_server.py"), "--port", str(port),
-         "--file", str(tmp_path / "kafka.sqlite")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("nafka did not start")
-    yield f"127.0.0.1:{port}"
-    proc.kill()
-    proc.wait()
-
-
-def _send(broker, messages):
-    from kafka import KafkaProducer
-    producer = KafkaProducer(bootstrap_servers=[broker])
-    for topic, value in messages:
-        producer.send(topic, value if isinstance(value, bytes) else json.dumps(value).encode())
-    producer.flush()
-    producer.close()
 
 
 def test_kafka_bridge_stores_migration_and_calibration_events(tmp_path, kafka_broker):

@@ -15,7 +15,6 @@ from damnit_dagster.execution.environment import (
     runner_env,
 )
 from damnit_dagster.execution.limits import evaluate_local
-from damnit_dagster.storage.folder import init_damnit_dir
 from damnit_dagster.storage.writer import store_fragment
 
 CONTEXT = textwrap.dedent("""
@@ -33,10 +32,8 @@ CONTEXT = textwrap.dedent("""
 
 
 @pytest.fixture
-def damnit_dir(tmp_path, mock_proposal):
-    src = tmp_path / "ctx_source.py"
-    src.write_text(CONTEXT)
-    return init_damnit_dir(tmp_path / "amore", mock_proposal.proposal, src).root
+def damnit_dir(damnit_folder, mock_proposal):
+    return damnit_folder(CONTEXT, proposal=mock_proposal.proposal).root
 
 
 @pytest.fixture(scope="session")

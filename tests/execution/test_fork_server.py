@@ -6,15 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from odd_only import CONTEXT
-
 from damnit_dagster.execution.describe import describe_file
 from damnit_dagster.execution.fork_server import EvaluationServer
 from damnit_dagster.execution.process_run import evaluate_and_store
 from damnit_dagster.storage.database import DamnitDB
-from damnit_dagster.storage.folder import init_damnit_dir
-
-REPO = Path(__file__).resolve().parent.parent
+from support.paths import REPO
+from support.reprocess_context import CONTEXT
 
 
 def recording(tmp_path) -> str:
@@ -26,18 +23,13 @@ with open({str(tmp_path / "executed-by.txt")!r}, "a") as _f:
 '''
 
 
-def folder_with(tmp_path, proposal, source: str) -> Path:
-    context = tmp_path / "context.py"
-    context.write_text(source)
-    return init_damnit_dir(tmp_path / "amore", proposal, context_source=context).root
-
-
 def executed_by(tmp_path: Path) -> set[int]:
     return {int(p) for p in (tmp_path / "executed-by.txt").read_text().split()}
 
 
-def test_the_server_describes_and_evaluates_the_context_file(tmp_path, mock_proposal):
-    folder = folder_with(tmp_path, mock_proposal.proposal, recording(tmp_path))
+def test_the_server_describes_and_evaluates_the_context_file(tmp_path, damnit_folder,
+                                                             mock_proposal):
+    folder = damnit_folder(recording(tmp_path), proposal=mock_proposal.proposal).root
     context = folder / "context.py"
     with EvaluationServer(folder, context) as server:
         described = server.describe(context, folder)
@@ -56,19 +48,18 @@ def test_the_server_describes_and_evaluates_the_context_file(tmp_path, mock_prop
     assert "run 2 is even" in (folder / "process_logs" / "r2-p1234.out").read_text()
 
 
-def test_a_broken_context_file_is_described_with_its_problems(tmp_path, mock_proposal):
-    folder = folder_with(tmp_path, mock_proposal.proposal,
-                         "from damnit_ctx import Variable\n\n@Variable(title='A')\n"
-                         "def a(run):\n    return 1 +\n")
+def test_a_broken_context_file_is_described_with_its_problems(damnit_folder, mock_proposal):
+    folder = damnit_folder("from damnit_ctx import Variable\n\n@Variable(title='A')\n"
+                           "def a(run):\n    return 1 +\n", proposal=mock_proposal.proposal).root
     with EvaluationServer(folder, folder / "context.py") as server:
         described = server.describe(folder / "context.py", folder)
     assert described["ok"] is False
     assert "context.py:5: SyntaxError" in described["problems"][0]
 
 
-def test_runs_are_not_processed_with_a_clear_error_when_the_server_died(tmp_path,
+def test_runs_are_not_processed_with_a_clear_error_when_the_server_died(damnit_folder,
                                                                         mock_proposal):
-    folder = folder_with(tmp_path, mock_proposal.proposal, CONTEXT.read_text())
+    folder = damnit_folder(CONTEXT, proposal=mock_proposal.proposal).root
     with EvaluationServer(folder, folder / "context.py") as server:
         os.kill(server.pid, signal.SIGKILL)
         outcome = evaluate_and_store(folder, mock_proposal.proposal, 1, folder / "context.py",
@@ -78,9 +69,9 @@ def test_runs_are_not_processed_with_a_clear_error_when_the_server_died(tmp_path
         assert not db.run_values(mock_proposal.proposal, 1)
 
 
-def test_a_direct_reprocess_command_never_executes_the_users_code_itself(tmp_path,
+def test_a_direct_reprocess_command_never_executes_the_users_code_itself(tmp_path, damnit_folder,
                                                                          mock_proposal):
-    folder = folder_with(tmp_path, mock_proposal.proposal, recording(tmp_path))
+    folder = damnit_folder(recording(tmp_path), proposal=mock_proposal.proposal).root
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())
@@ -95,8 +86,8 @@ def test_a_direct_reprocess_command_never_executes_the_users_code_itself(tmp_pat
     assert len(executed_by(tmp_path)) == 1       # one server described and evaluated
 
 
-def test_a_context_file_the_server_cannot_load_is_the_runs_error(tmp_path, mock_proposal):
-    folder = folder_with(tmp_path, mock_proposal.proposal, CONTEXT.read_text())
+def test_a_context_file_the_server_cannot_load_is_the_runs_error(damnit_folder, mock_proposal):
+    folder = damnit_folder(CONTEXT, proposal=mock_proposal.proposal).root
     broken = folder / "broken.py"
     broken.write_text("import no_such_module_here\n")
     with EvaluationServer(folder, folder / "context.py") as server:

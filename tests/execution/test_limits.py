@@ -7,7 +7,6 @@ import h5py
 import pytest
 
 from damnit_dagster.execution.limits import ExecutionError, Limits, evaluate_local
-from damnit_dagster.storage.folder import init_damnit_dir
 from damnit_dagster.storage.settings import SettingError
 from damnit_dagster.storage.writer import store_fragment
 
@@ -45,10 +44,8 @@ CONTEXT = textwrap.dedent("""
 
 
 @pytest.fixture
-def damnit_dir(tmp_path, mock_proposal):
-    src = tmp_path / "ctx_source.py"
-    src.write_text(CONTEXT)
-    return init_damnit_dir(tmp_path / "amore", mock_proposal.proposal, src).root
+def damnit_dir(damnit_folder, mock_proposal):
+    return damnit_folder(CONTEXT, proposal=mock_proposal.proposal).root
 
 
 def test_limits_from_settings_defaults_and_caps():

@@ -1,7 +1,6 @@
 """Where variables run, seen through Dagster: limits for local variables, Slurm for
 cluster=True ones (a real single-node Slurm started by scripts/start_slurm.sh)."""
 import subprocess
-import textwrap
 from pathlib import Path
 
 import dagster as dg
@@ -10,9 +9,7 @@ from dagster._core.events import DagsterEventType
 
 from damnit_dagster.defs.definitions import build_definitions
 from damnit_dagster.storage.database import DamnitDB
-from damnit_dagster.storage.folder import init_damnit_dir
-
-ROOT = Path(__file__).resolve().parent.parent
+from support.paths import REPO as ROOT
 
 CONTEXT = '''
 import os
@@ -38,13 +35,9 @@ def heavy(run, n: "var#n_trains"):
 
 
 @pytest.fixture
-def folder(tmp_path, mock_proposal):
-    src = tmp_path / "context.py"
-    src.write_text(textwrap.dedent(CONTEXT))
-    path = tmp_path / "amore"
-    init_damnit_dir(path, mock_proposal.proposal, context_source=src,
-                    noncluster_mem="1G", noncluster_cpus="1", slurm_partition="upex")
-    return path
+def folder(damnit_folder, mock_proposal):
+    return damnit_folder(CONTEXT, proposal=mock_proposal.proposal, noncluster_mem="1G",
+                         noncluster_cpus="1", slurm_partition="upex").root
 
 
 def materialize(folder, tmp_path, job, run):

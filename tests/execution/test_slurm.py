@@ -23,10 +23,8 @@ from damnit_dagster.execution.slurm import (
     wait,
 )
 from damnit_dagster.storage.database import DamnitDB
-from damnit_dagster.storage.folder import init_damnit_dir
 from damnit_dagster.storage.writer import store_fragment
-
-ROOT = Path(__file__).resolve().parents[1]
+from support.paths import REPO as ROOT
 
 CONTEXT = textwrap.dedent("""
     import os
@@ -69,10 +67,8 @@ def slurm():
 
 
 @pytest.fixture
-def damnit_dir(tmp_path, mock_proposal, slurm):
-    src = tmp_path / "ctx_source.py"
-    src.write_text(CONTEXT)
-    return init_damnit_dir(tmp_path / "amore", mock_proposal.proposal, src).root
+def damnit_dir(damnit_folder, mock_proposal, slurm):
+    return damnit_folder(CONTEXT, proposal=mock_proposal.proposal).root
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import pytest
 from damnit_dagster.defs.context_source import evaluation_path, load_context
 from damnit_dagster.defs.definitions import build_definitions
 from damnit_dagster.ops.reload import ReloadError, check_once, reload_location
-from damnit_dagster.storage.folder import init_damnit_dir
 
 GOOD = '''
 from damnit_ctx import Variable
@@ -35,12 +34,8 @@ def tripled(run, n: "var#run_no"):
 
 
 @pytest.fixture
-def folder(tmp_path):
-    path = tmp_path / "amore"
-    src = tmp_path / "src.py"
-    src.write_text(textwrap.dedent(GOOD))
-    init_damnit_dir(path, 1234, context_source=src)
-    return path
+def folder(damnit_folder):
+    return damnit_folder(GOOD).root
 
 
 def keys(defs):

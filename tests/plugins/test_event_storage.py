@@ -12,8 +12,7 @@ from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
 
 from damnit_dagster.plugins.event_storage import KeptOpenSqliteEventLogStorage
-
-REPO = Path(__file__).resolve().parent.parent
+from support.paths import REPO
 
 partitions = dg.StaticPartitionsDefinition(["1", "2", "3"])
 

@@ -2,7 +2,6 @@
 semantics (status and events from the worker, compute logs, cancellation, health)."""
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -10,9 +9,8 @@ import dagster as dg
 import pytest
 
 from damnit_dagster.plugins.launcher import WORKER_TAG, ForkServerRunLauncher
-
-sys.path.insert(0, str(Path(__file__).parent / "support"))
-from backend import write_instance_config  # noqa: E402
+from support.backend import write_instance_config
+from support.paths import TESTS
 
 LAUNCHER = {"run_launcher": {"module": "damnit_dagster.plugins.launcher",
                              "class": "ForkServerRunLauncher",
@@ -32,8 +30,8 @@ def work_job():
 
 @pytest.fixture
 def instance(tmp_path, monkeypatch):
-    # the run workers import this module (work_job) by name
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    # the run workers import this module (work_job) by name, and with it ``support``
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), str(TESTS)]))
     write_instance_config(tmp_path, LAUNCHER)
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         yield instance

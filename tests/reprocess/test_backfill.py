@@ -7,13 +7,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from odd_only import CONTEXT, assert_results
 
 from damnit_dagster.reprocess.backfill import reprocess
 from damnit_dagster.reprocess.selection import choose_variables, parse_runs
-from damnit_dagster.storage.folder import init_damnit_dir
-
-REPO = Path(__file__).resolve().parent.parent
+from support.paths import REPO
+from support.reprocess_context import CONTEXT, assert_results
 
 VARS = [
     {"name": "xgm", "title": "XGM intensity", "data": "raw", "deps": [], "transient": False},
@@ -49,14 +47,13 @@ def test_choose_variables_follows_damnit_selection_with_dependencies():
 
 
 @pytest.fixture
-def daemon_setup(tmp_path, mock_proposal, monkeypatch):
+def daemon_setup(tmp_path, damnit_folder, mock_proposal, monkeypatch):
     """20 mock runs of proposal 2345, its DAMNIT folder, a DAGSTER_HOME and a running
     dagster-daemon serving the folder's code location (stopped afterwards)."""
     from damnit_dagster.ops.mockdata import make_proposal
 
     make_proposal(mock_proposal.root, 2345, range(1, 21), ntrains=20, runs_without_proc=())
-    folder = tmp_path / "amore"
-    init_damnit_dir(folder, 2345, context_source=CONTEXT)
+    folder = damnit_folder(CONTEXT, proposal=2345).root
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from odd_only import CONTEXT, assert_results
 
 from damnit_dagster.defs.partitions import partitions_name
 from damnit_dagster.reprocess.direct import TRIGGER, partition_ranges, reprocess_direct
-from damnit_dagster.storage.folder import init_damnit_dir
+from support.paths import REPO
+from support.reprocess_context import CONTEXT, assert_results
 
-REPO = Path(__file__).resolve().parent.parent
 PROPOSAL = 3456
 
 
@@ -26,13 +25,12 @@ def test_partition_ranges_follow_the_order_of_the_partitions():
 
 
 @pytest.fixture
-def direct_setup(tmp_path, mock_proposal, monkeypatch):
+def direct_setup(tmp_path, damnit_folder, mock_proposal, monkeypatch):
     """6 mock runs of proposal 3456, its DAMNIT folder and a DAGSTER_HOME (no daemon)."""
     from damnit_dagster.ops.mockdata import make_proposal
 
     make_proposal(mock_proposal.root, PROPOSAL, range(1, 7), ntrains=20, runs_without_proc=())
-    folder = tmp_path / "amore"
-    init_damnit_dir(folder, PROPOSAL, context_source=CONTEXT)
+    folder = damnit_folder(CONTEXT, proposal=PROPOSAL).root
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())

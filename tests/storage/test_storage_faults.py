@@ -19,7 +19,7 @@ from damnit.api import Damnit
 
 from context_loader.cells import Cell
 from context_loader.fragment import write_fragment
-from damnit_dagster.storage import DamnitDB, init_damnit_dir, store_fragment
+from damnit_dagster.storage import DamnitDB, store_fragment
 
 P, RUN = 1234, 1
 TRIALS = 100
@@ -64,8 +64,8 @@ def _check_run(paths, done: list[int]):
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_never_corrupts_or_loses(tmp_path):
-    paths = init_damnit_dir(tmp_path / "amore", P)
+def test_sigkill_at_random_moments_never_corrupts_or_loses(tmp_path, damnit_folder):
+    paths = damnit_folder(proposal=P)
     frag_dir = tmp_path / "fragments"
     frag_dir.mkdir()
     progress = tmp_path / "progress.txt"
@@ -118,8 +118,8 @@ def _concurrent_writer(root, frag_dir, writer, n, go):
         store_fragment(root, P, RUN, write_fragment(frag_dir / f"{name}.h5", cells, {}))
 
 
-def test_concurrent_writers_lose_nothing(tmp_path):
-    paths = init_damnit_dir(tmp_path / "amore", P)
+def test_concurrent_writers_lose_nothing(tmp_path, damnit_folder):
+    paths = damnit_folder(proposal=P)
     frag_dir = tmp_path / "fragments"
     frag_dir.mkdir()
     go = fork.Event()

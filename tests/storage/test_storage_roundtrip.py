@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
-import storage_fragments as sf
 import xarray as xr
 from damnit.api import Damnit, DataType
 
-from damnit_dagster.storage import DamnitDB, init_damnit_dir, store_fragment
+from damnit_dagster.storage import DamnitDB, store_fragment
+from support import storage_fragments as sf
+from support.folders import make_damnit_folder
 
 PROPOSAL, RUN = 1234, 7
 NAMES = ["n_int", "n_float", "n_nan", "flag", "cplx", "text", "empty_text", "numbers", "line",
@@ -23,7 +24,7 @@ NAMES = ["n_int", "n_float", "n_nan", "flag", "cplx", "text", "empty_text", "num
 def stored(request, tmp_path_factory):
     """A DAMNIT folder holding one run with every return type; (Damnit, store result)."""
     root = tmp_path_factory.mktemp(f"amore_{request.param}")
-    init_damnit_dir(root, PROPOSAL)
+    make_damnit_folder(root, proposal=PROPOSAL)
     with DamnitDB(root) as db:
         db.sync_variables([{"name": n, "title": f"Title {n}", "description": f"about {n}",
                             "tags": ["t"]} for n in NAMES])

@@ -13,15 +13,15 @@ from damnit.api import Damnit
 from context_loader.cells import Cell
 from context_loader.errors import Skip
 from context_loader.fragment import write_fragment
-from damnit_dagster.storage import DamnitDB, StorageError, init_damnit_dir, store_fragment
+from damnit_dagster.storage import DamnitDB, StorageError, store_fragment
 from damnit_dagster.storage.layout import DamnitPaths
 
 P = 1234
 
 
 @pytest.fixture
-def amore(tmp_path):
-    paths = init_damnit_dir(tmp_path / "amore", P)
+def amore(damnit_folder):
+    paths = damnit_folder(proposal=P)
     with DamnitDB(paths.root) as db:
         db.sync_variables([{"name": n, "title": n} for n in "abcdef"])
     return paths

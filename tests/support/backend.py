@@ -5,11 +5,11 @@ optionally ``dagster-webserver``) serving one DAMNIT folder.
         backend.wait_for_sensor()                  # the event sensor has ticked once
         with backend.instance() as instance: ...   # the same Dagster instance
 
-The daemon is ``python -m damnit_dagster.daemon`` (Dagster's daemon with a 0.5 s sensor
+The daemon is ``python -m damnit_dagster.plugins.daemon`` (Dagster's daemon with a 0.5 s sensor
 loop) unless ``stock_daemon=True``. The Dagster home gets the project's ``dagster_home/dagster.yaml``, with ``instance_config``
 merged over it (e.g. another ``run_launcher``). The processes run with ``DAGSTER_HOME``
 and ``DAMNIT_DIR`` set (also in this process while the backend runs, so
-:func:`damnit_dagster.instance.inbox_path` and ``damnit-dagster event`` find the same
+:func:`damnit_dagster.plugins.home.inbox_path` and ``damnit-dagster event`` find the same
 inbox), from the repository root with ``workspace.yaml``. Their output goes to
 ``daemon.log`` / ``webserver.log`` in the home; on exit they are stopped (SIGTERM to
 their process group, SIGKILL after ``stop_timeout``). Like ``listen``, it holds the
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import yaml
 
-from damnit_dagster.backend import backend_lock, write_status
+from damnit_dagster.ops.backend import backend_lock, write_status
+from support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
@@ -89,7 +89,7 @@ class Backend:
 
     def wait_for_sensor(self, timeout: float = 120) -> None:
         """Wait until the daemon has evaluated a sensor of the location at least once."""
-        from dagster._core.definitions.run_request import InstigatorType
+        from damnit_dagster.plugins.dagster_private import InstigatorType
 
         deadline = time.monotonic() + timeout
         with self.instance() as instance:
@@ -134,7 +134,7 @@ def running_backend(damnit_dir, home, *, instance_config: dict | None = None,
     """Run the daemon (and ``dagster-webserver`` if asked) for ``damnit_dir`` with Dagster
     home ``home``; yields a :class:`Backend`.
 
-    The daemon is ``python -m damnit_dagster.daemon`` (its fast sensor loop), or the stock
+    The daemon is ``python -m damnit_dagster.plugins.daemon`` (its fast sensor loop), or the stock
     ``dagster-daemon`` with ``stock_daemon=True``.
     """
     home, damnit_dir = Path(home).absolute(), Path(damnit_dir).absolute()
@@ -149,7 +149,7 @@ def running_backend(damnit_dir, home, *, instance_config: dict | None = None,
         instance.get_dynamic_partitions("none")
         instance.all_instigator_state()
     daemon = [str(BIN / "dagster-daemon")] if stock_daemon else [sys.executable, "-m",
-                                                                  "damnit_dagster.daemon"]
+                                                                  "damnit_dagster.plugins.daemon"]
     commands = {"daemon": [*daemon, "run", "-w", str(REPO / "workspace.yaml")]}
     if webserver:
         port = free_port()

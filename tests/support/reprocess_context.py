@@ -1,8 +1,9 @@
-"""The context of the reprocessing tests (``contexts/odd_only.py``) and what it must give."""
-from pathlib import Path
+"""The context of the reprocessing tests (``contexts/even_runs_fail.py``) and what it must
+give."""
+from support.paths import CONTEXTS
 
 #: ``run_no``, ``xgm_intensity`` and ``odd_only``, which fails on even runs.
-CONTEXT = Path(__file__).parent / "contexts" / "odd_only.py"
+CONTEXT = CONTEXTS / "even_runs_fail.py"
 
 
 def assert_results(results: dict, runs) -> None:
