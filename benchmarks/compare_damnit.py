@@ -97,7 +97,7 @@ def damnit_venv(workdir: Path) -> Path:
 
 def mock_data(workdir: Path, nruns: int) -> Path:
     """``<workdir>/data``: the mock proposal with runs 1..nruns (extended when needed)."""
-    from damnit_dagster.mockdata import make_proposal
+    from damnit_dagster.ops.mockdata import make_proposal
 
     data = workdir / "data"
     marker = data / "runs.json"
@@ -152,7 +152,7 @@ def run_ours(work: Path, nruns: int, env: dict, with_backend: bool = False):
     # any earlier command has created where the backend is in use (creating its SQLite
     # storage is a one-time cost, not part of reprocessing).
     run_measured([[cli, "init", PROPOSAL, "--context", CONTEXT, "--path", folder],
-                  [sys.executable, "-c", "from damnit_dagster.instance import prepare_instance; "
+                  [sys.executable, "-c", "from damnit_dagster.plugins.home import prepare_instance; "
                                          "prepare_instance()"]],
                  cwd=work, env=env, log=logfile)
     command = [[cli, "--dir", folder, "reprocess", f"1-{nruns}"]]
@@ -194,7 +194,7 @@ def listening(folder: Path, home: Path, env: dict, logfile: Path):
 
 def run_floor(work: Path, nruns: int, env: dict, data: str = "all"):
     """The in-process floor in a child process: (loop time, Measured of the process)."""
-    from damnit_dagster.storage.layout import init_damnit_dir
+    from damnit_dagster.storage.folder import init_damnit_dir
 
     folder = init_damnit_dir(work / "amore", PROPOSAL, context_source=CONTEXT).root
     out = work / f"floor-{data}.json"
@@ -260,6 +260,7 @@ def names_stored(db: Path, run: int) -> set[str]:
 def our_latency(work: Path, runs: list[int], expected: dict[int, set[str]], env: dict):
     """Events through ``damnit-dagster listen``: (latencies in s, peak MiB of the backend)."""
     import dagster as dg
+
     from damnit_dagster.events.inbox import EventInbox
 
     folder, home = work / "amore", fresh(work / "dagster_home")
@@ -301,7 +302,7 @@ def our_latency(work: Path, runs: list[int], expected: dict[int, set[str]], env:
 
 def wait_for_sensor(instance, backend, logfile: Path, timeout: float = 180) -> None:
     """Until the daemon has ticked a sensor of the location once (the backend is up)."""
-    from dagster._core.definitions.run_request import InstigatorType
+    from damnit_dagster.plugins.dagster_private import InstigatorType
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -37,7 +37,7 @@ STAGES = ("requested", "launched", "worker", "started", "finished", "seen")
 VARIABLES = {"xgm_intensity", "pulses"}
 
 #: Instance settings compared (merged over dagster_home/dagster.yaml).
-FORK = {"run_launcher": {"module": "damnit_dagster.launcher", "class": "ForkServerRunLauncher"}}
+FORK = {"run_launcher": {"module": "damnit_dagster.plugins.launcher", "class": "ForkServerRunLauncher"}}
 CONFIGS = {   # name: (stock dagster-daemon?, instance config)
     "stock daemon, default launcher": (True, {}),
     "fast sensor loop, default launcher": (False, {}),
@@ -90,8 +90,8 @@ def one_event(backend, instance, inbox, run: int, timeout: float = 120) -> dict:
 
 def measure(name: str, stock: bool, config: dict, events: int, root: Path) -> list[dict]:
     from damnit_dagster.events.inbox import EventInbox
-    from damnit_dagster.instance import inbox_path
-    from damnit_dagster.storage.layout import init_damnit_dir
+    from damnit_dagster.plugins.home import inbox_path
+    from damnit_dagster.storage.folder import init_damnit_dir
 
     work = Path(tempfile.mkdtemp(prefix="latency-", dir=root))
     folder = work / "amore"
@@ -118,7 +118,7 @@ def main():
                         help="which configurations, by index: " + "; ".join(
                             f"{i}: {n}" for i, n in enumerate(CONFIGS)))
     args = parser.parse_args()
-    from damnit_dagster.mockdata import make_proposal
+    from damnit_dagster.ops.mockdata import make_proposal
 
     with tempfile.TemporaryDirectory(prefix="event-latency-") as tmp:
         root = Path(tmp)

@@ -421,10 +421,10 @@ def role(cmdline: list[str]) -> str:
         return "code server's gRPC process (`dagster api grpc`, loads the definitions)"
     if program == "dagster-webserver":
         return "webserver (`dagster-webserver`)"
-    if program == "damnit_dagster.launcher" and "--zygote" in args:
-        return "warm run worker (`damnit_dagster.launcher --zygote`; runs fork from it)"
-    if program == "damnit_dagster.daemon":
-        return "daemon (`damnit_dagster.daemon`)"
+    if program == "damnit_dagster.plugins.launcher" and "--zygote" in args:
+        return "warm run worker (`damnit_dagster.plugins.launcher --zygote`; runs fork from it)"
+    if program == "damnit_dagster.plugins.daemon":
+        return "daemon (`damnit_dagster.plugins.daemon`)"
     if program == "damnit_listen_local.py":
         return "DAMNIT listener (`damnit listen`)"
     return " ".join(args)[:60]
@@ -722,7 +722,7 @@ def main() -> int:
 
 
 def bench(args, workdir: Path, started: Started, notes: list[str]) -> str:
-    from damnit_dagster.mockdata import make_proposal
+    from damnit_dagster.ops.mockdata import make_proposal
 
     n = args.backends
     data, home, logdir = workdir / "data", workdir / "home", workdir / "logs"

@@ -7,7 +7,7 @@
 * backfill run: what our single-run backfill executes: one Dagster run of the ``all`` job
   over the partition range, in process, on a SQLite instance configured by the project's
   ``dagster_home/dagster.yaml`` (events, checks, provenance included).
-* reprocess() end to end: with a real daemon (``python -m damnit_dagster.daemon``, the
+* reprocess() end to end: with a real daemon (``python -m damnit_dagster.plugins.daemon``, the
   project's entry point): adding the backfill, the daemon's pick-up and run launch, the
   run, and following it to the end. Split into its stages from the run's record.
 
@@ -46,7 +46,7 @@ PROPOSAL = 1234
 DAEMON_WITH_LOOP = """
 import sys
 import dagster._daemon.controller as controller
-from damnit_dagster.daemon import main
+from damnit_dagster.plugins.daemon import main
 controller.DEFAULT_DAEMON_INTERVAL_SECONDS = float(sys.argv.pop(1))
 sys.exit(main())
 """
@@ -88,8 +88,9 @@ def floor(folder: Path, runs: list[int]) -> float:
 
 def backfill_run(folder: Path, runs: list[int], home: Path) -> float:
     import dagster as dg
-    from damnit_dagster.definitions import build_definitions
-    from damnit_dagster.partitions import add_runs
+
+    from damnit_dagster.defs.definitions import build_definitions
+    from damnit_dagster.defs.partitions import add_runs
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         add_runs(instance, PROPOSAL, runs)
@@ -109,12 +110,13 @@ def backfill_daemon(folder: Path, runs: list[int], home: Path, backfill_loop: fl
                     log: Path) -> tuple[float, dict[str, float]]:
     """``reprocess()`` through a real daemon: total seconds and the stages."""
     import dagster as dg
-    from damnit_dagster.backfill import reprocess
+
+    from damnit_dagster.reprocess.backfill import reprocess
 
     env = {**os.environ, "DAGSTER_HOME": str(home), "DAMNIT_DIR": str(folder)}
     workspace = ["run", "-w", str(REPO / "workspace.yaml")]
     cmd = ([sys.executable, "-c", DAEMON_WITH_LOOP, str(backfill_loop), *workspace]
-           if backfill_loop else [sys.executable, "-m", "damnit_dagster.daemon", *workspace])
+           if backfill_loop else [sys.executable, "-m", "damnit_dagster.plugins.daemon", *workspace])
     with open(log, "ab") as log_file:
         daemon = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                   start_new_session=True)
@@ -151,8 +153,8 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    from damnit_dagster.mockdata import make_proposal
-    from damnit_dagster.storage.layout import init_damnit_dir
+    from damnit_dagster.ops.mockdata import make_proposal
+    from damnit_dagster.storage.folder import init_damnit_dir
 
     tmp = Path(tempfile.mkdtemp(prefix="damnit-bench-"))
     runs = list(range(1, args.runs + 1))

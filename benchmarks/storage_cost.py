@@ -34,7 +34,7 @@ def main(argv=None):
     from context_loader.contextfile import ContextFile
     from context_loader.evaluate import evaluate_run, open_run
     from context_loader.fragment import write_fragment
-    from damnit_dagster.mockdata import make_proposal, parse_runs
+    from damnit_dagster.ops.mockdata import make_proposal, parse_runs
     from damnit_dagster.storage import init_damnit_dir, store_fragment
 
     runs = parse_runs(args.runs)

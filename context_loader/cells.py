@@ -6,49 +6,30 @@ value that cannot be saved fails inside the variable (and is recorded as that va
 error) rather than when the results are written.
 
 matplotlib, plotly and pandas are never imported here: their objects are recognised by the
-module that defines their type (:func:`isinstance_no_import`), so this module works in a
+module that defines their type (:mod:`.optional_types`), so this module works in a
 Python that lacks them.
 """
 from __future__ import annotations
 
 import logging
 import re
-import sys
 from collections.abc import Sequence
 
 import h5py
 import numpy as np
 import xarray as xr
 
+from .optional_types import (
+    is_mpl_axes,
+    is_mpl_figure,
+    is_pd_dataframe,
+    is_pd_series,
+    is_plotly_figure,
+)
+
 log = logging.getLogger(__name__)
 
 _COLOUR_RE = re.compile(r"#[0-9A-Fa-f]{6}")
-
-
-def isinstance_no_import(obj, module: str, cls: str) -> bool:
-    """``isinstance(obj, module.cls)``, False without importing ``module`` if it isn't loaded."""
-    mod = sys.modules.get(module)
-    return mod is not None and isinstance(obj, getattr(mod, cls))
-
-
-def is_mpl_figure(obj) -> bool:
-    return isinstance_no_import(obj, "matplotlib.figure", "Figure")
-
-
-def is_mpl_axes(obj) -> bool:
-    return isinstance_no_import(obj, "matplotlib.axes", "Axes")
-
-
-def is_plotly_figure(obj) -> bool:
-    return isinstance_no_import(obj, "plotly.graph_objs", "Figure")
-
-
-def is_pd_series(obj) -> bool:
-    return isinstance_no_import(obj, "pandas", "Series")
-
-
-def is_pd_dataframe(obj) -> bool:
-    return isinstance_no_import(obj, "pandas", "DataFrame")
 
 
 def _check_native(arr: np.ndarray, what: str):

@@ -67,7 +67,7 @@ class ContextFile:
     # -- loading ------------------------------------------------------------------------
 
     @classmethod
-    def from_path(cls, path, import_dir=None) -> "ContextFile":
+    def from_path(cls, path, import_dir=None) -> ContextFile:
         """Load the context file at ``path``; errors name it as given. The modules in
         ``import_dir`` (default: the file's folder) are importable from it, imported
         afresh (see :mod:`.neighbours`)."""
@@ -79,7 +79,7 @@ class ContextFile:
         return cls.from_str(code, path, Path(path).parent if import_dir is None else import_dir)
 
     @classmethod
-    def from_str(cls, code: str, path: str = "<string>", import_dir=None) -> "ContextFile":
+    def from_str(cls, code: str, path: str = "<string>", import_dir=None) -> ContextFile:
         """Load context code; ``path`` is the name used in errors and tracebacks, modules
         in ``import_dir`` (if given) are importable from it."""
         return _Loader(code, str(path), import_dir).load()
@@ -107,7 +107,7 @@ class ContextFile:
 
     # -- selection ----------------------------------------------------------------------
 
-    def select(self, run_data=RunData.ALL, variables=(), match=(), cluster=None) -> "ContextFile":
+    def select(self, run_data=RunData.ALL, variables=(), match=(), cluster=None) -> ContextFile:
         """The variables one evaluation runs, as DAMNIT's ``ContextFile.filter``.
 
         ``run_data``: RAW keeps raw variables, PROC keeps ``data="proc"`` ones (promoted

@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import extra_data
@@ -71,7 +71,7 @@ def start_time(run) -> float:
     if len(run.train_ids):
         ts = run.select_trains(np.s_[:1]).train_timestamps()[0]
         if not np.isnan(ts):
-            return np.datetime64(ts, "us").item().replace(tzinfo=timezone.utc).timestamp()
+            return np.datetime64(ts, "us").item().replace(tzinfo=UTC).timestamp()
     files = sorted(f.filename for f in run.files)
     raw = [f for f in files if "raw" in f]
     return Path((raw or files)[0]).stat().st_mtime if files else time.time()

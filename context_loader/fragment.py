@@ -27,9 +27,8 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from .cells import (
-    Cell, is_mpl_figure, is_pd_dataframe, is_pd_series, is_plotly_figure,
-)
+from .cells import Cell
+from .optional_types import is_mpl_figure, is_pd_dataframe, is_pd_series, is_plotly_figure
 from .thumbnails import PNGData, figure2array, plotly_json_bytes
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from .cells import isinstance_no_import
+from .optional_types import isinstance_no_import
 
 log = logging.getLogger(__name__)
 

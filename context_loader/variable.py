@@ -68,7 +68,7 @@ class Variable:
         """The trigger of this variable; ``RunData.RAW`` unless ``data="proc"``."""
         return RunData.RAW if self._data is None else RunData(self._data)
 
-    def copy(self, **changes) -> "Variable":
+    def copy(self, **changes) -> Variable:
         """A shallow copy with some attributes changed (used by group expansion)."""
         new = copy.copy(self)
         for key, value in changes.items():

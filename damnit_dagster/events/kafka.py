@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 
-from .inbox import EventInbox, InvalidEvent
+from damnit_dagster.events.inbox import EventInbox, InvalidEvent
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,26 @@ No Dagster here: the assets call :func:`evaluate_local` (non-cluster variables) 
 context_loader exec``) with the folder's ``context_python`` and append to
 ``process_logs/r{R}-p{P}.out``.
 """
-from .environment import (ContextPythonError, check_python, resolve_python, runner_command,
-                          runner_env)
-from .limits import Evaluation, ExecutionError, Limits, evaluate_local
-from .process_log import log_path
-from .slurm import (JobEnd, JobFailed, SlurmError, SlurmJob, SlurmSettings, cancel,
-                    evaluate_in_slurm, submit, wait)
+from damnit_dagster.execution.environment import (
+                          ContextPythonError,
+                          check_python,
+                          resolve_python,
+                          runner_command,
+                          runner_env,
+)
+from damnit_dagster.execution.limits import Evaluation, ExecutionError, Limits, evaluate_local
+from damnit_dagster.execution.process_log import log_path
+from damnit_dagster.execution.slurm import (
+                          JobEnd,
+                          JobFailed,
+                          SlurmError,
+                          SlurmJob,
+                          SlurmSettings,
+                          cancel,
+                          evaluate_in_slurm,
+                          submit,
+                          wait,
+)
 
 __all__ = [
     "ContextPythonError", "Evaluation", "ExecutionError", "JobEnd", "JobFailed", "Limits",

@@ -7,10 +7,10 @@ before the first run is evaluated. The command therefore forks an
 :class:`EvaluationServer` first, before it imports Dagster: on the other core, the server
 loads the user's side, describes the context file for the command, and then forks one
 child per run, exactly as a step forks from its own warm process
-(:func:`damnit_dagster.step.evaluate_in_child`).
+(:func:`damnit_dagster.execution.process_run.evaluate_in_child`).
 
 The protocol is JSON lines over a socket pair: ``{"id", "describe": path}`` answered with
-``{"id", "result"}`` (:func:`damnit_dagster.context_source.describe_file`'s), and
+``{"id", "result"}`` (:func:`damnit_dagster.execution.describe.describe_file`'s), and
 ``{"id", "evaluate": {...}}`` answered with ``{"id", "exit": code, "timed_out": bool}``
 once the child has ended (or ``{"id", "error"}`` if it could not be forked). Each child
 leads its own process group, killed when it ends. The server exits when the command
@@ -56,14 +56,14 @@ class EvaluationServer:
         self._reader.start()
 
     def describe(self, path, damnit_dir=None, context_python=None) -> dict:
-        """:func:`~damnit_dagster.context_source.describe_file` of ``path``, in the server
+        """:func:`~damnit_dagster.execution.describe.describe_file` of ``path``, in the server
         (same signature; the server is always this interpreter, so ``context_python`` is
         not used)."""
         return self._ask({"describe": str(path)})["result"]
 
     def evaluate(self, **request) -> dict:
         """Fork a child evaluating ``request`` (the arguments of
-        :func:`~damnit_dagster.step.evaluate_in_child`, JSON-safe); how it ended (as
+        :func:`~damnit_dagster.execution.process_run.evaluate_in_child`, JSON-safe); how it ended (as
         that function returns it)."""
         answer = self._ask({"evaluate": request})
         if "error" in answer:
@@ -123,17 +123,20 @@ def _serve(sock: socket.socket, damnit_dir: Path, context_path: Path) -> int:
     children run at once); after the first description, load the context file for
     evaluations and warm up the renderer."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C is for the command and the runs
-    from ..context_source import describe_file
-    from ..step import evaluate_in_child, load_for_evaluation
-    from .limits import kill_group
+    from damnit_dagster.execution.describe import describe_file
+    from damnit_dagster.execution.limits import kill_group
+    from damnit_dagster.execution.process_run import evaluate_in_child, load_for_evaluation
 
     send_lock = threading.Lock()
     writer = sock.makefile("w", encoding="utf-8")
 
     def answer(message: dict) -> None:
         with send_lock:
-            writer.write(json.dumps(message) + "\n")
-            writer.flush()
+            try:
+                writer.write(json.dumps(message) + "\n")
+                writer.flush()
+            except OSError:   # the command is gone: nobody to answer
+                pass
 
     running: set[int] = set()   # process groups of the children being evaluated
     running_lock = threading.Lock()
@@ -150,25 +153,30 @@ def _serve(sock: socket.socket, damnit_dir: Path, context_path: Path) -> int:
 
     described: dict[str, dict] = {}
     workers = []
-    for line in sock.makefile("r", encoding="utf-8"):
-        request = json.loads(line)
-        if "describe" in request:
-            path = request["describe"]
-            if path not in described:
-                described[path] = describe_file(Path(path), damnit_dir)
-            answer({"id": request["id"], "result": described[path]})
-            if len(described) == 1:  # the command now sets up Dagster: get warm meanwhile
-                try:
-                    load_for_evaluation(context_path, damnit_dir)
-                except Exception:  # each evaluation meets (and reports) the problem again
-                    pass
-        else:
-            worker = threading.Thread(target=evaluate, args=(request["id"], request["evaluate"]))
-            worker.start()
-            workers.append(worker)
-    with running_lock:   # the command is gone or done: nobody waits for these any more
-        for pid in running:
-            kill_group(pid)
+    try:
+        for line in sock.makefile("r", encoding="utf-8"):
+            request = json.loads(line)
+            if "describe" in request:
+                path = request["describe"]
+                if path not in described:
+                    described[path] = describe_file(Path(path), damnit_dir)
+                answer({"id": request["id"], "result": described[path]})
+                if len(described) == 1:  # the command now sets up Dagster: get warm meanwhile
+                    try:
+                        load_for_evaluation(context_path, damnit_dir)
+                    except Exception:  # each evaluation meets (and reports) the problem again
+                        pass
+            else:
+                worker = threading.Thread(target=evaluate,
+                                          args=(request["id"], request["evaluate"]))
+                worker.start()
+                workers.append(worker)
+    except (OSError, ValueError):   # reset by a dying command, or its last line cut
+        pass
+    finally:   # the command is gone or done: nobody waits for these evaluations any more
+        with running_lock:
+            for pid in running:
+                kill_group(pid)
     for worker in workers:
         worker.join()
     return 0

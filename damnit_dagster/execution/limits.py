@@ -37,10 +37,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..settings import SettingError, format_duration, parse_memory, slurm_time_seconds
-from ..storage.layout import DamnitPaths
-from ..storage.leftovers import new_fragment
-from . import environment, process_log
+from damnit_dagster.execution import environment, process_log
+from damnit_dagster.storage.layout import DamnitPaths
+from damnit_dagster.storage.leftovers import new_fragment
+from damnit_dagster.storage.settings import (
+    SettingError,
+    format_duration,
+    parse_memory,
+    slurm_time_seconds,
+)
 
 DEFAULT_CPUS = 4
 DEFAULT_MEM = "25G"
@@ -80,7 +85,7 @@ class Limits:
     time: int = 7200
 
     @classmethod
-    def from_settings(cls, settings: dict | None = None) -> "Limits":
+    def from_settings(cls, settings: dict | None = None) -> Limits:
         """From the folder's settings (``metameta``): ``noncluster_cpus``,
         ``noncluster_mem`` (``25G``, ``512M``...) and ``slurm_time``, with DAMNIT's
         defaults. The CPU count is capped at the cores this process may use."""

@@ -11,7 +11,7 @@ import socket
 import sys
 from pathlib import Path
 
-from ..storage.layout import DamnitPaths, make_shared_dir, share
+from damnit_dagster.storage.layout import DamnitPaths, make_shared_dir, share
 
 
 def log_path(damnit_dir, proposal: int, run: int) -> Path:

@@ -20,10 +20,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..storage.layout import DamnitPaths
-from . import environment, process_log
-from .limits import (DEFAULT_TIME, Evaluation, ExecutionError, Limits, discard, has_results,
-                     keep_finished, new_fragment_path, report_path, take_report)
+from damnit_dagster.execution import environment, process_log
+from damnit_dagster.execution.limits import (
+    DEFAULT_TIME,
+    Evaluation,
+    ExecutionError,
+    Limits,
+    discard,
+    has_results,
+    keep_finished,
+    new_fragment_path,
+    report_path,
+    take_report,
+)
+from damnit_dagster.storage.layout import DamnitPaths
 
 #: States after which a job never runs again.
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
@@ -43,7 +53,7 @@ class SlurmError(RuntimeError):
 class JobFailed(ExecutionError):
     """A Slurm job ended without results: failed, cancelled, timed out or lost."""
 
-    def __init__(self, message: str, end: "JobEnd"):
+    def __init__(self, message: str, end: JobEnd):
         super().__init__(message)
         self.end = end
 
@@ -58,7 +68,7 @@ class SlurmSettings:
     clusters: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: dict | None = None) -> "SlurmSettings":
+    def from_settings(cls, settings: dict | None = None) -> SlurmSettings:
         """From ``metameta``: ``slurm_partition``, ``slurm_reservation``, ``slurm_time``,
         ``slurm_clusters`` (empty values count as unset)."""
         s = settings or {}

@@ -2,10 +2,13 @@
 
 Pure Python (no Dagster import): it also runs inside Slurm jobs.
 """
-from .database import SCHEMA_VERSION, SETTING_DEFAULTS, DamnitDB, ReducedValue
-from .hdf5 import Fragment, read_fragment
-from .layout import DamnitPaths, init_damnit_dir
-from .writer import StorageError, run_lock, store_fragment
+from damnit_dagster.storage.database import SETTING_DEFAULTS, DamnitDB
+from damnit_dagster.storage.folder import init_damnit_dir
+from damnit_dagster.storage.hdf5 import Fragment, read_fragment
+from damnit_dagster.storage.layout import DamnitPaths
+from damnit_dagster.storage.schema import SCHEMA_VERSION
+from damnit_dagster.storage.values import ReducedValue
+from damnit_dagster.storage.writer import StorageError, run_lock, store_fragment
 
 __all__ = [
     "DamnitDB", "DamnitPaths", "Fragment", "ReducedValue", "SCHEMA_VERSION",

@@ -5,68 +5,22 @@ migrations 1-4, so ``sqlite_master`` is identical and ``damnit.api``/the GUI nei
 nor refuse the file. On top of DAMNIT, a database we create is in WAL mode (readers never
 block the writer), and all writes for one run happen in one ``BEGIN IMMEDIATE``
 transaction.
-
-Value encodings (what ``damnit.api`` decodes): ``complex`` -> 16-byte ``'<dd'`` blob with
-``summary_type='complex'``; ``ndarray`` -> ``.npy`` blob with ``summary_type='numpy'``
-(``'trendline'`` kept); PNG thumbnails -> raw bytes; bool -> int; NaN -> NULL; an error ->
-NULL value with ``attributes={"error": ..., "error_cls": ...}``.
+Values are encoded as :mod:`.values` says; the schema is :mod:`.schema`.
 """
 from __future__ import annotations
 
-import io
-import json
-import math
 import secrets
 import sqlite3
-import struct
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .layout import DB_FILE, make_shared_dir, share
-
-SCHEMA_VERSION = 4
-MIN_OPENABLE_VERSION = 1
-
-# DAMNIT's migrations (damnit/backend/db_migrations.py), statement by statement.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        "CREATE TABLE IF NOT EXISTS run_info(proposal, run, start_time, added_at)",
-        "CREATE UNIQUE INDEX IF NOT EXISTS proposal_run ON run_info (proposal, run)",
-        "CREATE TABLE IF NOT EXISTS run_variables(proposal, run, name, version, value,"
-        " timestamp, max_diff, provenance, summary_type, summary_method)",
-        "CREATE UNIQUE INDEX IF NOT EXISTS variable_version"
-        " ON run_variables (proposal, run, name, version)",
-        "CREATE VIEW IF NOT EXISTS runs AS SELECT * FROM run_info",
-        "CREATE VIEW IF NOT EXISTS max_diffs AS SELECT proposal, run FROM run_info",
-        "CREATE TABLE IF NOT EXISTS metameta(key PRIMARY KEY NOT NULL, value)",
-        "CREATE TABLE IF NOT EXISTS variables(name TEXT PRIMARY KEY NOT NULL, type TEXT,"
-        " title TEXT, description TEXT, attributes TEXT)",
-        "CREATE TABLE IF NOT EXISTS time_comments(timestamp, comment)",
-    ),
-    2: ("ALTER TABLE run_variables ADD COLUMN attributes",),
-    3: (
-        "CREATE TABLE IF NOT EXISTS tags(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-        " name TEXT UNIQUE NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS variable_tags(variable_name TEXT NOT NULL,"
-        " tag_id INTEGER NOT NULL,"
-        " FOREIGN KEY (variable_name) REFERENCES variables(name) ON DELETE CASCADE,"
-        " FOREIGN KEY (tag_id) REFERENCES tags(id) ON DELETE CASCADE,"
-        " PRIMARY KEY (variable_name, tag_id))",
-    ),
-    4: (
-        "CREATE TRIGGER IF NOT EXISTS delete_orphan_tags_after_variable_tag_delete"
-        " AFTER DELETE ON variable_tags FOR EACH ROW BEGIN"
-        " DELETE FROM tags WHERE id = OLD.tag_id"
-        " AND NOT EXISTS (SELECT 1 FROM variable_tags WHERE tag_id = OLD.tag_id); END",
-    ),
-}
+from damnit_dagster.storage.layout import DB_FILE, make_shared_dir, share
+from damnit_dagster.storage.schema import MIGRATIONS, MIN_OPENABLE_VERSION, SCHEMA_VERSION
+from damnit_dagster.storage.values import ReducedValue, check_name, encode_row
 
 #: Settings read by the backend (``damnit db-config KEY VALUE``) and their defaults when a
 #: key is absent from ``metameta`` (the values DAMNIT 0.4.0 falls back to).
@@ -82,103 +36,6 @@ SETTING_DEFAULTS: dict[str, Any] = {
 _RUN_VARIABLE_COLS = ("proposal", "run", "name", "version", "value", "timestamp",
                       "max_diff", "provenance", "summary_method", "summary_type",
                       "attributes")
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@dataclass
-class ReducedValue:
-    """One variable's row for a run: the summary ``value`` and its metadata."""
-
-    value: Any
-    max_diff: float | None = None
-    summary_method: str = ""
-    summary_type: str | None = None
-    attributes: dict = field(default_factory=dict)
-
-    @classmethod
-    def error(cls, message: str, error_cls: str) -> ReducedValue:
-        """The row of a variable that failed: NULL value, the error in ``attributes``."""
-        return cls(None, attributes={"error": message, "error_cls": error_cls})
-
-    @classmethod
-    def cleared(cls) -> ReducedValue:
-        """The row of a variable that now has no value (returned ``None``)."""
-        return cls(None)
-
-
-def complex2blob(value: complex) -> bytes:
-    return struct.pack("<dd", value.real, value.imag)
-
-
-def blob2complex(blob: bytes) -> complex:
-    return complex(*struct.unpack("<dd", blob))
-
-
-def numpy2blob(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
-
-
-def blob2numpy(blob: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(blob), allow_pickle=False)
-
-
-def check_name(name: str) -> None:
-    """Variable names are formatted into the views' SQL: only dotted identifiers."""
-    if not (isinstance(name, str) and name
-            and all(part.isidentifier() for part in name.split("."))):
-        raise ValueError(f"Invalid variable name {name!r}: names must be Python "
-                         "identifiers, optionally joined by dots")
-
-
-def _nan_to_none(x):
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    return x
-
-
-def encode_row(reduced: ReducedValue) -> dict:
-    """The ``run_variables`` columns (value and metadata) of one ``ReducedValue``."""
-    value = reduced.value
-    if isinstance(value, np.generic):
-        value = value.item()
-    row = {"max_diff": _nan_to_none(None if reduced.max_diff is None
-                                    else float(reduced.max_diff)),
-           "summary_method": reduced.summary_method,
-           "summary_type": reduced.summary_type}
-    if value is None:
-        # DAMNIT's convention: no value means every metadata column is NULL too.
-        row = dict.fromkeys(row)
-    elif isinstance(value, bool):
-        value = int(value)
-    elif isinstance(value, complex):
-        value, row["summary_type"] = complex2blob(value), "complex"
-    elif isinstance(value, np.ndarray):
-        if value.dtype.hasobject:
-            raise TypeError("Object arrays cannot be stored in the database")
-        value = numpy2blob(value)
-        if not row["summary_type"]:
-            row["summary_type"] = "numpy"
-    elif isinstance(value, float):
-        value = _nan_to_none(value)
-    elif not isinstance(value, (int, str, bytes)):
-        raise TypeError(f"Unsupported type for the database: {type(value).__name__}")
-    row["value"] = value
-    row["attributes"] = json.dumps(reduced.attributes) if reduced.attributes else None
-    return row
-
-
-def decode_value(value, summary_type):
-    """The Python value of a stored summary (the inverse of :func:`encode_row`)."""
-    if isinstance(value, bytes):
-        if summary_type == "complex":
-            return blob2complex(value)
-        if summary_type in ("numpy", "trendline") or value.startswith(b"\x93NUMPY"):
-            return blob2numpy(value)
-    return value
-
 
 class Metameta(MutableMapping):
     """The ``metameta`` key/value table as a mapping (each write is its own transaction)."""
@@ -293,7 +150,7 @@ class DamnitDB:
                 raise RuntimeError(f"{self.path} is a legacy v{version} DAMNIT database; "
                                    "migrate it with DAMNIT (damnit migrate v0-to-v1) first")
             for to_version in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[to_version]:
+                for statement in MIGRATIONS[to_version]:
                     self.conn.execute(statement)
                 self.metameta["data_format_version"] = to_version
             self.metameta.setdefault("db_id", secrets.token_hex(20))
@@ -396,6 +253,17 @@ class DamnitDB:
                 f" ON CONFLICT (proposal, run, name, version) DO UPDATE SET {updates}", rows)
             if not set(reduced) <= known:
                 self.update_views()
+
+    def runs(self, proposal: int) -> list[int]:
+        """The run numbers of ``proposal`` in ``run_info``, in order."""
+        return [r for (r,) in self.conn.execute(
+            "SELECT run FROM run_info WHERE proposal = ? ORDER BY run", (int(proposal),))]
+
+    def runs_stored_since(self, proposal: int, since: float) -> set[int]:
+        """Runs of ``proposal`` with a value stored at or after ``since`` (a Unix time)."""
+        return {r for (r,) in self.conn.execute(
+            "SELECT DISTINCT run FROM run_variables WHERE proposal = ? AND timestamp >= ?",
+            (int(proposal), since))}
 
     def run_values(self, proposal: int, run: int) -> dict[str, sqlite3.Row]:
         """The ``run_variables`` rows of one run, by name."""

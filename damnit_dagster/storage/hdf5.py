@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .database import PNG_MAGIC, ReducedValue
+from damnit_dagster.storage.values import PNG_MAGIC, ReducedValue
 
 SPECIAL_GROUPS = (".reduced", ".preview", ".errors")
 OBJTYPE_ATTR = "_damnit_objtype"

@@ -91,23 +91,3 @@ class DamnitPaths:
         f = open(path, mode, encoding="utf-8", errors="replace")
         share(path)
         return f
-
-
-def init_damnit_dir(root, proposal: int, context_source=None, **settings) -> DamnitPaths:
-    """Set up a DAMNIT folder for ``proposal``: directories, ``runs.sqlite`` (created if
-    missing, keeping an existing one as it is) and ``context.py`` (copied from
-    ``context_source`` if given and none exists, else an empty file).
-
-    Extra keyword arguments are stored as settings (``metameta``) of a new database.
-    """
-    from .database import DamnitDB  # database imports this module
-
-    paths = DamnitPaths(root)
-    paths.make_dirs()
-    if not paths.db_file.exists():
-        DamnitDB.create(paths.root, proposal, **settings).close()
-    if not paths.context_file.exists():
-        text = Path(context_source).read_text() if context_source is not None else ""
-        paths.context_file.write_text(text)
-        share(paths.context_file)
-    return paths

@@ -16,7 +16,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from .layout import DamnitPaths
+from damnit_dagster.storage.layout import DamnitPaths
 
 #: A process that started this long after a file was last changed cannot have written
 #: it (the kernel's boot time, from which start times are counted, is rounded).

@@ -24,10 +24,11 @@ from tempfile import mkstemp
 
 from filelock import FileLock, Timeout
 
-from .database import DamnitDB, check_name, decode_value, encode_row
-from .hdf5 import merge_into_new_file, read_fragment
-from .layout import FILE_MODE, DamnitPaths, make_shared_dir
-from .leftovers import remove_stale
+from damnit_dagster.storage.database import DamnitDB
+from damnit_dagster.storage.hdf5 import merge_into_new_file, read_fragment
+from damnit_dagster.storage.layout import FILE_MODE, DamnitPaths, make_shared_dir
+from damnit_dagster.storage.leftovers import remove_stale
+from damnit_dagster.storage.values import check_name, decode_value, encode_row
 
 #: How long a writer waits for another writer of the same run before giving up.
 LOCK_TIMEOUT = 600.0

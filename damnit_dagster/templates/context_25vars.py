@@ -4,8 +4,9 @@ transient, Skip, proc image + dependent, a figure, a string, a Dataset, a Cell, 
 deliberate error and its dependent, and a missing source."""
 import numpy as np
 import xarray as xr
-from damnit_ctx import Variable, Skip, Cell
-from extra.components import XGM, XrayPulses, Scantool
+from extra.components import XGM, Scantool, XrayPulses
+
+from damnit_ctx import Cell, Skip, Variable
 
 MOTOR = 'MID_EXP_SAM/MOTOR/SAMX'
 AGIPD = 'MID_DET_AGIPD1M-1/CORR/0CH0:output'

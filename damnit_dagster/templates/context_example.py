@@ -1,7 +1,7 @@
-import numpy as np
+from extra.components import XGM, XrayPulses
+
 from damnit_ctx import Variable
 
-from extra.components import XGM, XrayPulses
 
 @Variable(title="XGM intensity [uJ]", summary="mean")
 def xgm_intensity(run):

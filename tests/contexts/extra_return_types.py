@@ -4,8 +4,9 @@ damnit_dagster/templates/context_25vars.py)."""
 import numpy as np
 import pandas as pd
 import xarray as xr
-from damnit_ctx import Variable, Cell
 from extra.components import XGM
+
+from damnit_ctx import Cell, Variable
 
 
 @Variable(title="Long run")

@@ -1,6 +1,7 @@
 """A plotly figure, appended to the equivalence context only where kaleido finds a
 Chrome/Chromium to render its thumbnail (DAMNIT 0.4.0 loses the whole run otherwise)."""
 import numpy as np
+
 from damnit_ctx import Variable
 
 

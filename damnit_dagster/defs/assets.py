@@ -32,11 +32,19 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from .context_source import ContextSnapshot, evaluation_path
-from .outcomes import CHECK_NAME, events_for_run
-from .partitions import runs_partitions
-from .resources import DamnitFolder
-from .step import ERROR, OK, SKIPPED, NONE, RunOutcome, evaluate_and_store
+from damnit_dagster.defs.context_source import ContextSnapshot, evaluation_path
+from damnit_dagster.defs.outcomes import CHECK_NAME, events_for_run
+from damnit_dagster.defs.partitions import runs_partitions
+from damnit_dagster.defs.resources import DamnitFolder
+from damnit_dagster.defs.tags import group_name
+from damnit_dagster.execution.process_run import (
+    ERROR,
+    NONE,
+    OK,
+    SKIPPED,
+    RunOutcome,
+    evaluate_and_store,
+)
 
 LOCAL, CLUSTER = "local", "cluster"
 _TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
@@ -45,16 +53,12 @@ _RESERVED_TAGS = {"data", "cluster"}
 
 def variable_key(proposal: int, name: str) -> dg.AssetKey:
     """``p1234/xgm_sa2/pulse_energy`` for variable ``xgm_sa2.pulse_energy``."""
-    return dg.AssetKey([f"p{int(proposal)}", *name.split(".")])
+    return dg.AssetKey([group_name(proposal), *name.split(".")])
 
 
 def context_file_key(proposal: int) -> dg.AssetKey:
     """The key of the asset describing the context file itself."""
-    return dg.AssetKey([f"p{int(proposal)}", "context.py"])
-
-
-def group_name(proposal: int) -> str:
-    return f"p{int(proposal)}"
+    return dg.AssetKey([group_name(proposal), "context.py"])
 
 
 def bucket_of(var: dict) -> str:

@@ -18,20 +18,24 @@ import time
 from collections.abc import Callable
 
 import dagster as dg
-from dagster._core.storage.tags import (ASSET_PARTITION_RANGE_END_TAG,
-                                        ASSET_PARTITION_RANGE_START_TAG)
-from dagster._core.utils import make_new_run_id
 
-from .assets import CLUSTER, bucket_of, variable_key
-from .backfill import Progress, ResultCollector, RunResult, selection
-from .context_source import load_context
-from .definitions import build_definitions
-from .execution.fork_server import EvaluationServer
-from .jobs import job_name
-from .partitions import add_runs, partitions_name
-from .step import evaluate_and_store
-from .storage.database import DamnitDB
-from .storage.layout import DamnitPaths
+from damnit_dagster.defs import tags
+from damnit_dagster.defs.assets import CLUSTER, bucket_of, variable_key
+from damnit_dagster.defs.context_source import load_context
+from damnit_dagster.defs.definitions import build_definitions
+from damnit_dagster.defs.jobs import job_name
+from damnit_dagster.defs.partitions import add_runs, partitions_name
+from damnit_dagster.execution.fork_server import EvaluationServer
+from damnit_dagster.execution.process_run import evaluate_and_store
+from damnit_dagster.plugins.dagster_private import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    make_new_run_id,
+)
+from damnit_dagster.reprocess.results import Progress, ResultCollector, RunResult
+from damnit_dagster.reprocess.selection import selection
+from damnit_dagster.storage.database import DamnitDB
+from damnit_dagster.storage.layout import DamnitPaths
 
 #: Tag value of ``damnit/trigger`` on the Dagster runs of a direct reprocess.
 TRIGGER = "reprocess-direct"
@@ -87,8 +91,8 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
                     instance=instance, asset_selection=keys, run_id=run_id,
                     raise_on_error=False,
                     tags={ASSET_PARTITION_RANGE_START_TAG: first,
-                          ASSET_PARTITION_RANGE_END_TAG: last, "damnit/trigger": TRIGGER,
-                          "damnit/data": data},
+                          ASSET_PARTITION_RANGE_END_TAG: last, tags.TRIGGER: TRIGGER,
+                          tags.DATA: data},
                     run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
         return ResultCollector(proposal, run_list).update(instance, [p[3] for p in plan])
     finally:
@@ -110,9 +114,7 @@ class _Watcher:
 
     def _done(self) -> int:
         with DamnitDB(self.paths.db_file) as db:
-            stored = {run for (run,) in db.conn.execute(
-                "SELECT DISTINCT run FROM run_variables WHERE proposal = ? AND timestamp >= ?",
-                (self.proposal, self.since))}
+            stored = db.runs_stored_since(self.proposal, self.since)
         return len(stored & self.runs)
 
     def _watch(self):

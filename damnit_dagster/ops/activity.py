@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from .events.inbox import EventInbox
+from damnit_dagster.defs import tags as damnit_tags
+from damnit_dagster.events.inbox import EventInbox
 
 log = logging.getLogger("damnit")
 
@@ -26,7 +27,7 @@ def describe_run(record) -> str:
     end = tags.get("dagster/asset_partition_range_end")
     runs = (f"r{start}" if start == end else f"r{start}-r{end}") if start else \
         f"r{tags.get('dagster/partition') or tags.get('damnit/run', '?')}"
-    trigger = tags.get("damnit/trigger") or ("reprocess" if "dagster/backfill" in tags else
+    trigger = tags.get(damnit_tags.TRIGGER) or ("reprocess" if "dagster/backfill" in tags else
                                              "reprocess" if start else "run")
     return f"{runs} ({trigger})"
 
@@ -37,7 +38,7 @@ class ActivityLog:
     def __init__(self, inbox: EventInbox, proposal: int, instance):
         self.inbox, self.proposal, self.instance = inbox, proposal, instance
         self.last_event = inbox.last_id()
-        self.since = datetime.now(timezone.utc)
+        self.since = datetime.now(UTC)
         self.reported: dict[str, datetime] = {}
 
     def poll(self) -> None:
@@ -68,7 +69,7 @@ class ActivityLog:
                 took = f" in {record.end_time - record.start_time:.1f} s"
             line = f"Dagster run {run_id[:8]} {describe_run(record)}: {status}{took}"
             (log.warning if status != "success" else log.info)(line)
-        horizon = datetime.now(timezone.utc) - 2 * _LOOKBACK
+        horizon = datetime.now(UTC) - 2 * _LOOKBACK
         self.reported = {k: v for k, v in self.reported.items() if v > horizon}
 
 

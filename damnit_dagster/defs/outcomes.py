@@ -21,16 +21,16 @@ from collections.abc import Iterator
 
 import dagster as dg
 import numpy as np
-from dagster._core.definitions.data_version import (  # Dagster's provenance tag names
+
+from damnit_dagster.execution.process_run import ERROR, NONE, OK, SKIPPED, RunOutcome
+from damnit_dagster.plugins.dagster_private import (  # Dagster's provenance tag names
     CODE_VERSION_TAG,
     DATA_VERSION_TAG,
     NULL_EVENT_POINTER,
     get_input_data_version_tag,
     get_input_event_pointer_tag,
 )
-
-from .step import ERROR, NONE, OK, SKIPPED, RunOutcome
-from .storage.database import PNG_MAGIC
+from damnit_dagster.storage.values import PNG_MAGIC
 
 #: The asset check each variable has: did it compute for the run?
 CHECK_NAME = "evaluation"

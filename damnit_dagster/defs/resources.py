@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .storage.database import DamnitDB
-from .storage.layout import DamnitPaths
+from damnit_dagster.storage.database import DamnitDB
+from damnit_dagster.storage.layout import DamnitPaths
 
 
 class DamnitFolder(dg.ConfigurableResource):

@@ -13,8 +13,9 @@ import threading
 
 import requests
 
-from .context_source import file_sha, load_context
-from .storage.layout import DamnitPaths
+from damnit_dagster.defs.context_source import load_context
+from damnit_dagster.execution.describe import file_sha
+from damnit_dagster.storage.layout import DamnitPaths
 
 log = logging.getLogger(__name__)
 

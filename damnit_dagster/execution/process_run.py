@@ -22,12 +22,20 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .context_source import file_sha
-from .execution.limits import (Limits, has_results, keep_finished, name_memory_limit,
-                               process_end, report_path, take_report, wait_for_group)
-from .storage.leftovers import new_fragment
-from .storage.layout import DamnitPaths
-from .storage.writer import store_fragment
+from damnit_dagster.execution.describe import file_sha
+from damnit_dagster.execution.limits import (
+    Limits,
+    has_results,
+    keep_finished,
+    name_memory_limit,
+    process_end,
+    report_path,
+    take_report,
+    wait_for_group,
+)
+from damnit_dagster.storage.layout import DamnitPaths
+from damnit_dagster.storage.leftovers import new_fragment
+from damnit_dagster.storage.writer import store_fragment
 
 #: Per-variable statuses reported by the runner.
 OK, NONE, SKIPPED, ERROR = "ok", "none", "skipped", "error"
@@ -205,7 +213,7 @@ def _exec_in_slurm(damnit_dir, context_path, proposal, run, data, variables, fra
                    settings: dict) -> dict:
     """Evaluate in a Slurm job (``cluster=True`` variables): job ``r{R}-p{P}-damnit``,
     output appended to the run's process log, followed until it ends."""
-    from .execution.slurm import evaluate_in_slurm
+    from damnit_dagster.execution.slurm import evaluate_in_slurm
 
     evaluation = evaluate_in_slurm(damnit_dir, proposal, run, data, variables=tuple(variables),
                                    cluster=None, settings=settings, context_path=context_path)
@@ -217,7 +225,7 @@ def _exec_other_python(damnit_dir, context_path, proposal, run, data, variables,
                        settings: dict) -> dict:
     """Evaluate with the folder's ``context_python`` (``python -m context_loader exec`` in
     that interpreter, under the same limits), output appended to the run's process log."""
-    from .execution.limits import evaluate_local
+    from damnit_dagster.execution.limits import evaluate_local
 
     evaluation = evaluate_local(damnit_dir, proposal, run, data, variables=tuple(variables),
                                 cluster=None, settings=settings, context_path=context_path)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from damnit_dagster.defs import tags
+
 TRIGGERS = ("raw", "proc", "all")
 
 
@@ -24,7 +26,7 @@ def selection(proposal: int, trigger: str, cluster: bool = False) -> dg.AssetSel
     sel = dg.AssetSelection.tag("cluster", "true" if cluster else "false")
     if trigger != "all":
         sel = sel & dg.AssetSelection.tag("data", trigger)
-    return (sel & dg.AssetSelection.groups(f"p{int(proposal)}")).without_checks()
+    return (sel & dg.AssetSelection.groups(tags.group_name(proposal))).without_checks()
 
 
 def build_jobs(proposal: int, has_cluster: bool) -> list:
@@ -32,5 +34,5 @@ def build_jobs(proposal: int, has_cluster: bool) -> list:
     return [dg.define_asset_job(job_name(t, c), selection=selection(proposal, t, c),
                                 description=f"Compute the {t} {'cluster' if c else 'local'} "
                                             f"variables of proposal {proposal} for a run.",
-                                tags={"damnit/trigger": t})
+                                tags={tags.TRIGGER: t})
             for c in ((False, True) if has_cluster else (False,)) for t in TRIGGERS]

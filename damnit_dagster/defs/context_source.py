@@ -18,20 +18,15 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .execution.environment import runner_env
-from .storage.layout import DamnitPaths
+from damnit_dagster.execution.describe import describe_file, file_sha, read_json
+from damnit_dagster.storage.layout import DamnitPaths
 
 log = logging.getLogger(__name__)
-
-#: Seconds allowed for describing a context file in a subprocess.
-DESCRIBE_TIMEOUT = 300
-
 
 @dataclass(frozen=True)
 class ContextSnapshot:
@@ -54,17 +49,9 @@ class ContextSnapshot:
         return {v["name"]: v for v in self.variables}
 
 
-def file_sha(path: Path) -> str | None:
-    """SHA-256 of a file's bytes, or None when it does not exist."""
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return None
-
-
 def state_dir_for(damnit_dir, home=None) -> Path:
     """Where the state of one DAMNIT folder lives (``$DAGSTER_HOME/context_state/<id>``)."""
-    from .instance import dagster_home
+    from damnit_dagster.plugins.home import dagster_home
 
     root = Path(home) if home is not None else dagster_home()
     damnit_dir = Path(damnit_dir).absolute()
@@ -84,52 +71,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def describe_file(path: Path, damnit_dir: Path, context_python: str | None = None) -> dict:
-    """``{"ok": True, "variables": [...]}`` or ``{"ok": False, "problems": [...]}``.
-
-    With ``context_python`` the file is loaded by ``python -m context_loader describe``
-    in that interpreter (cwd = the DAMNIT folder); otherwise in this process, with every
-    exception of the user's code caught. Either way the modules in the DAMNIT folder are
-    importable from the file, as in DAMNIT.
-    """
-    if context_python:
-        return _describe_subprocess(path, damnit_dir, context_python)
-    from context_loader.contextfile import ContextFile
-    from context_loader.errors import ContextFileErrors
-
-    try:
-        ctx = ContextFile.from_path(path, damnit_dir)
-        return {"ok": True, "variables": ctx.describe()}
-    except ContextFileErrors as e:
-        return {"ok": False, "problems": list(e.problems)}
-    except (Exception, SystemExit, KeyboardInterrupt) as e:  # the user's top-level code
-        return {"ok": False, "problems": [f"{path}: {type(e).__name__}: {e}"]}
-
-
-def _describe_subprocess(path: Path, damnit_dir: Path, context_python: str) -> dict:
-    with tempfile.TemporaryDirectory(prefix="damnit-describe-") as tmp:
-        out = Path(tmp) / "describe.json"
-        cmd = [context_python, "-m", "context_loader", "describe", str(path), "--out", str(out)]
-        try:
-            proc = subprocess.run(cmd, cwd=damnit_dir, env=runner_env(), capture_output=True,
-                                  text=True, timeout=DESCRIBE_TIMEOUT, stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            return {"ok": False, "problems": [f"{path}: could not run {context_python}: {e}"]}
-        result = _read_json(out)
-        if result is None:
-            tail = (proc.stderr or proc.stdout).strip()[-2000:]
-            return {"ok": False, "problems": [
-                f"{path}: describing with {context_python} failed (exit {proc.returncode}): {tail}"]}
-        return result
-
-
 def load_context(damnit_dir, *, context_python: str | None = None, state_dir=None,
                  on_new_version=None, describe=describe_file) -> ContextSnapshot:
     """The snapshot to serve for ``damnit_dir``; never raises for a broken context file.
@@ -145,7 +86,7 @@ def load_context(damnit_dir, *, context_python: str | None = None, state_dir=Non
     error_file = state / "last_error.json"
 
     sha = file_sha(paths.context_file)
-    good = _read_json(good_desc)
+    good = read_json(good_desc)
     if good is not None and file_sha(good_copy) != good.get("sha256"):
         good = None   # copy and description out of step: do not trust them
 
@@ -159,7 +100,7 @@ def load_context(damnit_dir, *, context_python: str | None = None, state_dir=Non
         return serve_good(f"{paths.context_file} does not exist")
     if good is not None and good["sha256"] == sha:
         return serve_good(None)
-    known_error = _read_json(error_file)
+    known_error = read_json(error_file)
     if known_error is not None and known_error.get("sha256") == sha:
         return serve_good(known_error["error"])
 

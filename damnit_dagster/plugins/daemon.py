@@ -1,4 +1,4 @@
-"""``python -m damnit_dagster.daemon run -w workspace.yaml``: ``dagster-daemon`` with
+"""``python -m damnit_dagster.plugins.daemon run -w workspace.yaml``: ``dagster-daemon`` with
 faster sensor and backfill loops.
 
 Dagster's sensor daemon evaluates sensors at most every 5 s whatever their
@@ -23,28 +23,32 @@ BACKFILL_LOOP_SECONDS = 2.0
 
 
 def main() -> int:
-    import dagster._daemon.sensor as sensor_daemon
-    from dagster._daemon.cli import main as dagster_daemon
+    from damnit_dagster.plugins.dagster_private import (
+        daemon_controller,
+        dagster_daemon_main,
+        sensor_daemon,
+    )
 
-    loop = float(os.environ.get("DAMNIT_SENSOR_LOOP_SECONDS") or SENSOR_LOOP_SECONDS)
-    if not hasattr(sensor_daemon, "MIN_INTERVAL_LOOP_TIME"):
-        print("damnit_dagster.daemon: this Dagster has no MIN_INTERVAL_LOOP_TIME; "
-              "running with its default sensor loop", file=sys.stderr)
-    sensor_daemon.MIN_INTERVAL_LOOP_TIME = loop
-    import dagster._daemon.controller as controller
-    controller.DEFAULT_DAEMON_INTERVAL_SECONDS = float(
+    for module, name in ((sensor_daemon, "MIN_INTERVAL_LOOP_TIME"),
+                         (daemon_controller, "DEFAULT_DAEMON_INTERVAL_SECONDS")):
+        if not hasattr(module, name):
+            raise RuntimeError(f"this Dagster has no {module.__name__}.{name}: "
+                               f"damnit_dagster.plugins.daemon needs updating")
+    sensor_daemon.MIN_INTERVAL_LOOP_TIME = float(
+        os.environ.get("DAMNIT_SENSOR_LOOP_SECONDS") or SENSOR_LOOP_SECONDS)
+    daemon_controller.DEFAULT_DAEMON_INTERVAL_SECONDS = float(
         os.environ.get("DAMNIT_BACKFILL_LOOP_SECONDS") or BACKFILL_LOOP_SECONDS)
     prewarm_run_workers()
     sys.argv[0] = "dagster-daemon"
-    return dagster_daemon()
+    return dagster_daemon_main()
 
 
 def prewarm_run_workers() -> None:
-    """With :class:`~damnit_dagster.launcher.ForkServerRunLauncher` configured, start its
+    """With :class:`~damnit_dagster.plugins.launcher.ForkServerRunLauncher` configured, start its
     warm process now rather than at the first run."""
     import dagster as dg
 
-    from .launcher import ForkServerRunLauncher
+    from damnit_dagster.plugins.launcher import ForkServerRunLauncher
 
     if not os.environ.get("DAGSTER_HOME"):
         return

@@ -33,7 +33,7 @@ queries, so the webserver, the daemon and ``dagster`` CLI read it as before) wit
 Use it in ``dagster.yaml``::
 
     event_log_storage:
-      module: damnit_dagster.event_storage
+      module: damnit_dagster.plugins.event_storage
       class: KeptOpenSqliteEventLogStorage
 
 Without ``config.base_dir`` it uses ``$DAGSTER_HOME/history/runs/`` of the instance it
@@ -47,18 +47,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as db
-from dagster._config import Field, StringSource
-from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
-    INDEX_SHARD_NAME,
-    SqliteEventLogStorage,
-    SqliteEventLogStorageWatchdog,
-)
-from dagster._core.storage.sql import create_engine
-from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-from dagster._serdes import ConfigurableClassData
+from dagster import EventLogEntry, Field, StringSource
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, StaticPool
+
+from damnit_dagster.plugins.dagster_private import (
+    INDEX_SHARD_NAME,
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    ConfigurableClassData,
+    SqliteEventLogStorage,
+    SqliteEventLogStorageWatchdog,
+    create_engine,
+)
 
 #: Run shards kept open per process besides the index shard.
 OPEN_RUN_SHARDS = 8

@@ -19,14 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-from . import supervisor
-from .events.inbox import EventInbox
-from .instance import inbox_path
-from .mockdata import make_run, proposal_dir
-from .storage.layout import init_damnit_dir
+from damnit_dagster.events.inbox import EventInbox
+from damnit_dagster.ops import supervisor
+from damnit_dagster.ops.mockdata import make_run, proposal_dir
+from damnit_dagster.plugins.home import inbox_path
+from damnit_dagster.storage.folder import init_damnit_dir
 
 PROPOSAL = 1234
-CONTEXT = Path(__file__).parent / "templates" / "context_25vars.py"
+CONTEXT = Path(__file__).parent.parent / "templates" / "context_25vars.py"
 
 
 def stored_names(db_file: Path, proposal: int) -> dict[int, set[str]]:
@@ -94,7 +94,7 @@ def run_demo(workdir: Path, *, runs: int = 6, port: int, keep_running: bool = Fa
             inbox.add("calibration", PROPOSAL, run, source="demo")
             echo(f"r{run}: calibration finished, event sent")
 
-    from .context_source import load_context
+    from damnit_dagster.defs.context_source import load_context
     saved = [v for v in load_context(paths.root).variables if not v.get("transient")]
     raw = {v["name"] for v in saved if v["data"] == "raw"}
     expected = {r: raw if r == runs else {v["name"] for v in saved} for r in range(1, runs + 1)}

@@ -35,21 +35,27 @@ from pathlib import Path
 import requests
 from filelock import FileLock, Timeout
 
-from . import supervisor
-from .activity import ActivityLog, follow
-from .events.inbox import EventInbox
-from .events.kafka import run_bridge
-from .instance import dagster_home, inbox_path, logs_dir, prepare_instance, use_instance_of
-from .reload import watch
-from .storage.database import DamnitDB
-from .storage.layout import DamnitPaths
+from damnit_dagster.events.inbox import EventInbox
+from damnit_dagster.events.kafka import run_bridge
+from damnit_dagster.ops import supervisor
+from damnit_dagster.ops.activity import ActivityLog, follow
+from damnit_dagster.ops.reload import watch
+from damnit_dagster.plugins.home import (
+    dagster_home,
+    inbox_path,
+    logs_dir,
+    prepare_instance,
+    use_instance_of,
+)
+from damnit_dagster.storage.database import DamnitDB
+from damnit_dagster.storage.layout import DamnitPaths
 
 log = logging.getLogger("damnit")
 
 LOCATION = "damnit"
 BIN = Path(sys.executable).parent
-#: Dagster's daemon with a faster sensor loop and the warm run launcher (damnit_dagster.daemon).
-DAEMON = [sys.executable, "-m", "damnit_dagster.daemon"]
+#: Dagster's daemon with a faster sensor loop and the warm run launcher (damnit_dagster.plugins.daemon).
+DAEMON = [sys.executable, "-m", "damnit_dagster.plugins.daemon"]
 #: The exit status of a backend that cannot start for a reason a restart does not fix
 #: (``EX_CONFIG``); Supervisor is told not to restart it.
 EXIT_CANNOT_START = 78
@@ -258,7 +264,7 @@ def start(damnit_dir, *, port: int | None = None, watch_interval: float = 2.0) -
         processes.append(_spawn(
             "the Dagster code server", "code-server",
             [BIN / "dagster", "code-server", "start", "-h", "127.0.0.1", "-p", code_port,
-             "-m", "damnit_dagster.definitions", "-a", "defs", "--location-name", LOCATION,
+             "-m", "damnit_dagster.defs.definitions", "-a", "defs", "--location-name", LOCATION,
              "--log-format", "json"],
             env=env, cwd=paths.root))
         wait_for_port(code_port, processes[0], "the Dagster code server")

@@ -6,8 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import supervisor
-from .backend import backend_running, last_line, read_status
+from damnit_dagster.ops import supervisor
+from damnit_dagster.ops.backend import backend_running, last_line, read_status
 
 
 class BackendDidNotStart(RuntimeError):
@@ -32,7 +32,7 @@ def serve_folder(damnit_dir, home: Path, port: int | None, *, env: dict,
     """Make sure the backend of ``damnit_dir`` runs under Supervisor and is ready; returns
     its Dagster UI address. Raises :class:`BackendDidNotStart` (or
     :class:`~.supervisor.SupervisorError`) naming the reason."""
-    from .backend import free_port
+    from damnit_dagster.ops.backend import free_port
 
     damnit_dir = Path(damnit_dir).absolute()
     state, _ = supervisor.program_state(damnit_dir)

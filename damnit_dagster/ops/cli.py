@@ -15,12 +15,14 @@ from pathlib import Path
 
 import click
 
-from .events.inbox import EventInbox, InvalidEvent
-from .settings import SETTINGS, SettingError, normalise_key, parse_setting
-from .storage.database import DamnitDB
-from .storage.layout import DamnitPaths, init_damnit_dir
+from damnit_dagster.events.inbox import EventInbox, InvalidEvent
+from damnit_dagster.storage.database import DamnitDB
+from damnit_dagster.storage.folder import init_damnit_dir
+from damnit_dagster.storage.layout import DamnitPaths
+from damnit_dagster.storage.proposal_data import ProposalNotFound, proposal_dir
+from damnit_dagster.storage.settings import SETTINGS, SettingError, normalise_key, parse_setting
 
-EXAMPLE_CONTEXT = Path(__file__).parent / "templates" / "context_example.py"
+EXAMPLE_CONTEXT = Path(__file__).parent.parent / "templates" / "context_example.py"
 
 
 class Folder:
@@ -31,7 +33,7 @@ class Folder:
 
     def use_instance(self) -> Path:
         """Point this command (and what it starts) at the folder's own Dagster instance."""
-        from .instance import use_instance_of
+        from damnit_dagster.plugins.home import use_instance_of
 
         self.db().close()   # a clear error if this is not a DAMNIT folder; gives it a db_id
         return use_instance_of(self.paths.root)
@@ -67,19 +69,11 @@ def _spare_the_garbage_collector(ctx) -> None:
 
 
 def find_proposal_dir(proposal: int) -> Path:
-    """The proposal's folder under ``EXTRA_DATA_DATA_ROOT`` (default ``/gpfs/exfel/exp``)."""
-    from extra_data.read_machinery import find_proposal
+    """The proposal's data folder, or a clear error."""
     try:
-        return Path(find_proposal(f"p{proposal:06d}"))
-    except Exception as e:
-        root = os.environ.get("EXTRA_DATA_DATA_ROOT", "/gpfs/exfel/exp")
-        raise click.ClickException(f"proposal {proposal} not found under {root}: {e}") from None
-
-
-def runs_with_raw_data(proposal: int) -> set[int]:
-    """Run numbers with a ``raw/rNNNN`` folder in the proposal (as DAMNIT's reprocess checks)."""
-    raw = find_proposal_dir(proposal) / "raw"
-    return {int(p.name[1:]) for p in raw.glob("r[0-9]*") if p.name[1:].isdigit()}
+        return proposal_dir(proposal)
+    except ProposalNotFound as e:
+        raise click.ClickException(str(e)) from None
 
 
 @main.command()
@@ -157,7 +151,7 @@ def db_config(folder: Folder, key, value, delete):
 @click.pass_obj
 def event(folder: Folder, kind, runs):
     """Announce new data of RUNS (migration: raw, calibration: proc) to the backend."""
-    from .instance import inbox_path
+    from damnit_dagster.plugins.home import inbox_path
     folder.use_instance()
     with folder.db() as db:
         proposal = db.proposal
@@ -172,13 +166,13 @@ def event(folder: Folder, kind, runs):
 
 def sync_context(folder: Folder, describe=None) -> list[str]:
     """Load context.py (in the folder's context_python, or with ``describe``, see
-    :func:`.context_source.describe_file`) and store its variables in runs.sqlite, as
+    :func:`damnit_dagster.execution.describe.describe_file`) and store its variables in runs.sqlite, as
     DAMNIT's read-context does; returns the saved variables' names.
 
     Raises a ClickException listing every problem of the file, which changes nothing.
     """
-    from .context_source import describe_file
-    from .step import same_interpreter
+    from damnit_dagster.execution.describe import describe_file
+    from damnit_dagster.execution.process_run import same_interpreter
 
     describe = describe or describe_file
     folder.use_instance()
@@ -228,7 +222,7 @@ def reprocess(folder: Folder, runs, match, variables, data, direct):
     run was processed, even if some variables failed (they are listed); non-zero when a
     run could not be processed.
     """
-    from .backend import backend_running
+    from damnit_dagster.ops.backend import backend_running
 
     folder.use_instance()
     direct = direct or not backend_running(folder.paths.root)
@@ -241,14 +235,14 @@ def _evaluation_server(folder: Folder, direct: bool):
     """For a direct reprocess in this interpreter: the evaluation server, forked before
     anything imports Dagster, so that the user's side loads on the other core meanwhile
     (see :mod:`.execution.fork_server`). Otherwise None."""
-    from .step import same_interpreter
+    from damnit_dagster.execution.process_run import same_interpreter
 
     with folder.db() as db:
         python = db.setting("context_python")
     if not direct or not same_interpreter(python) or not folder.paths.context_file.exists():
         yield None
         return
-    from .execution.fork_server import EvaluationServer
+    from damnit_dagster.execution.fork_server import EvaluationServer
 
     with EvaluationServer(folder.paths.root, folder.paths.context_file) as server:
         yield server
@@ -257,8 +251,8 @@ def _evaluation_server(folder: Folder, direct: bool):
 def _reprocess(folder: Folder, runs, match, variables, data, direct: bool, server):
     import dagster as dg
 
-    from .backfill import reprocess as run_backfill
-    from .direct import reprocess_direct
+    from damnit_dagster.reprocess.backfill import reprocess as run_backfill
+    from damnit_dagster.reprocess.direct import reprocess_direct
 
     # Dagster's storages load first, while the server (if any) loads the context file
     with dg.DagsterInstance.get() as instance:
@@ -273,23 +267,19 @@ def _reprocess(folder: Folder, runs, match, variables, data, direct: bool, serve
 
 def _reprocess_runs(folder: Folder, runs, match, variables, data, direct: bool, work):
     """(results, runs without raw data, proposal) of reprocessing ``runs`` with ``work``."""
-    from .backfill import parse_runs
+    from damnit_dagster.reprocess.selection import runs_with_data
+    from damnit_dagster.storage.proposal_data import runs_with_raw_data
 
     with folder.db() as db:
         proposal = db.proposal
-        known = {r for (r,) in db.conn.execute(
-            "SELECT run FROM run_info WHERE proposal = ?", (proposal,))}
+        known = set(db.runs(proposal))
+    find_proposal_dir(proposal)   # a clear error when the proposal's data is not there
     try:
-        run_list = parse_runs(" ".join(runs))
+        run_list, no_data = runs_with_data(" ".join(runs), known, runs_with_raw_data(proposal))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="RUNS") from None
-    raw_runs = runs_with_raw_data(proposal)
-    if run_list == "all":  # every run we know of, and every run whose raw data is there
-        run_list = sorted(known | raw_runs)
-    no_data = [r for r in run_list if r not in raw_runs]
     for run in no_data:
         click.echo(f"r{run}: skipped, no raw data in the proposal folder", err=True)
-    run_list = [r for r in run_list if r in raw_runs]
     if not run_list:
         raise click.ClickException("no run to reprocess has raw data")
     with (click.progressbar(length=len(run_list), label="Reprocessing", show_pos=True,
@@ -310,22 +300,14 @@ def _reprocess_runs(folder: Folder, runs, match, variables, data, direct: bool, 
 
 def _report(results: dict, no_data: list[int], proposal: int) -> None:
     """Print what a reprocess did; fail when a run could not be processed."""
-    not_processed = list(no_data)
-    for run, result in sorted(results.items()):
-        if result.run_error is not None:
-            click.echo(f"r{run}: not processed: {result.run_error.splitlines()[0]}")
-        else:
-            for name, error in sorted(result.failed.items()):
-                click.echo(f"r{run} {name}: {error.splitlines()[0] if error else 'failed'}")
-        if not result.processed:
-            not_processed.append(run)
-    n_failed = sum(len(r.failed) for r in results.values() if r.run_error is None)
-    total = len(results) + len(no_data)
-    click.echo(f"p{proposal}: {total - len(not_processed)} of {total} runs "
-               f"processed, {n_failed} variable failure(s)")
+    from damnit_dagster.reprocess.results import report
+
+    lines, not_processed = report(results, no_data, proposal)
+    for line in lines:
+        click.echo(line)
     if not_processed:
         raise click.ClickException(
-            f"not processed: {', '.join(f'r{r}' for r in sorted(not_processed))} "
+            f"not processed: {', '.join(f'r{r}' for r in not_processed)} "
             f"(see process_logs/ and the Dagster UI)")
 
 
@@ -350,7 +332,7 @@ def listen(folder: Folder, port):
     Exits 78 when the backend cannot start (the reason in one line; Supervisor does not
     restart it), 1 when one of its processes died later.
     """
-    from .backend import run_forever
+    from damnit_dagster.ops.backend import run_forever
     folder.use_instance()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     for ours in ("damnit", "damnit_dagster"):   # the libraries' chatter stays out of amore.log
@@ -367,8 +349,8 @@ def serve(folder: Folder, port):
     Returns once the backend is up (its Dagster UI answers and its daemon ticks); exits
     non-zero with the reason when it cannot start.
     """
-    from . import supervisor
-    from .serving import BackendDidNotStart, serve_folder
+    from damnit_dagster.ops import supervisor
+    from damnit_dagster.ops.serving import BackendDidNotStart, serve_folder
 
     home = folder.use_instance()
     try:
@@ -389,19 +371,19 @@ def serve(folder: Folder, port):
 @click.option("--keep-running", is_flag=True, help="Leave the backend running at the end.")
 def demo(workdir, runs, port, keep_running):
     """Process a mock proposal end to end: events in, results in the table and the UI."""
-    from .demo import run_demo
+    from damnit_dagster.ops.demo import run_demo
     if not run_demo(Path(workdir), runs=runs, port=port or _free_port(),
                     keep_running=keep_running):
         raise click.ClickException("not every run got its results in time")
 
 
 def _free_port() -> int:
-    from .backend import free_port
+    from damnit_dagster.ops.backend import free_port
     return free_port()
 
 
 def _instance_env() -> dict:
-    from .instance import dagster_home
+    from damnit_dagster.plugins.home import dagster_home
     return {"DAGSTER_HOME": str(dagster_home()),
             **{k: os.environ[k] for k in ("EXTRA_DATA_DATA_ROOT", "XFEL_DATA_ROOT")
                if k in os.environ}}

@@ -19,7 +19,7 @@ import sqlite3
 from pathlib import Path
 
 #: The instance configuration shipped with the project (run queue, intervals, storage).
-INSTANCE_TEMPLATE = Path(__file__).resolve().parent.parent / "dagster_home" / "dagster.yaml"
+INSTANCE_TEMPLATE = Path(__file__).resolve().parents[2] / "dagster_home" / "dagster.yaml"
 #: A file in each per-folder instance naming the folder it belongs to, for people.
 FOLDER_NOTE = "damnit_folder.txt"
 

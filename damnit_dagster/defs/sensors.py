@@ -20,11 +20,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from .events.inbox import EventInbox, RunEvent
-
-#: Job name requested for each event kind.
-JOB_FOR_KIND = {"migration": "raw", "calibration": "proc"}
-
+from damnit_dagster.defs import tags
+from damnit_dagster.defs.jobs import job_name
+from damnit_dagster.events.inbox import EventInbox, RunEvent
 
 @dataclass
 class SensorCursor:
@@ -35,7 +33,7 @@ class SensorCursor:
     recent: dict[str, float] = field(default_factory=dict)  # "kind:run" -> time requested
 
     @classmethod
-    def load(cls, text: str | None) -> "SensorCursor | None":
+    def load(cls, text: str | None) -> SensorCursor | None:
         return cls(**json.loads(text)) if text else None
 
     def dump(self) -> str:
@@ -48,7 +46,7 @@ class EventSensorSettings:
 
     ``minimum_interval_seconds=1`` is the shortest Dagster allows (0 means its default,
     30 s). The sensor daemon passes over the sensors every 5 s with stock
-    ``dagster-daemon``, every 0.5 s with :mod:`damnit_dagster.daemon`.
+    ``dagster-daemon``, every 0.5 s with :mod:`damnit_dagster.plugins.daemon`.
     """
 
     minimum_interval_seconds: int = 1
@@ -106,15 +104,15 @@ def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicP
     job_names = {job.name for job in jobs}
 
     def requests_for(event: RunEvent) -> list[dg.RunRequest]:
-        job = JOB_FOR_KIND[event.kind]
-        tags = {"damnit/trigger": event.kind, "damnit/run": str(event.run),
-                "damnit/event_id": str(event.id)}
+        job = job_name(event.data)
+        run_tags = {tags.TRIGGER: event.kind, tags.RUN: str(event.run),
+                    tags.EVENT_ID: str(event.id)}
         requests = [dg.RunRequest(job_name=job, partition_key=str(event.run),
-                                  run_key=f"event-{event.id}", tags=tags)]
-        if f"{job}_cluster" in job_names:
+                                  run_key=f"event-{event.id}", tags=run_tags)]
+        if job_name(event.data, cluster=True) in job_names:
             requests.append(dg.RunRequest(
-                job_name=f"{job}_cluster", partition_key=str(event.run),
-                run_key=f"event-{event.id}-cluster", tags={**tags, "damnit/placement": "cluster"}))
+                job_name=job_name(event.data, cluster=True), partition_key=str(event.run),
+                run_key=f"event-{event.id}-cluster", tags={**run_tags, tags.PLACEMENT: "cluster"}))
         return requests
 
     @dg.sensor(name=f"p{proposal}_run_events", jobs=jobs,

@@ -21,7 +21,7 @@ complete, so an existing ``raw/rNNNN`` or ``proc/rNNNN`` is complete and is
 never rewritten. Calling :func:`make_run` with ``with_proc=False`` and later
 with ``with_proc=True`` simulates calibration finishing after migration.
 
-Command line: ``python -m damnit_dagster.mockdata --root R --proposal 1234 --runs 1-5,8``.
+Command line: ``python -m damnit_dagster.ops.mockdata --root R --proposal 1234 --runs 1-5,8``.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import h5py
@@ -62,7 +62,7 @@ ALIASES = {
     "samx-pos": [MOTOR_SOURCE, "actualPosition"],
 }
 
-FIRST_START = datetime(2025, 3, 1, 8, 0, tzinfo=timezone.utc)
+FIRST_START = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 RUN_SPACING_S = 600          # run N starts at FIRST_START + N * 10 min
 TRAIN_PERIOD_NS = 100_000_000  # 10 Hz
 WAVELENGTH_NM = 0.1378       # about 9 keV photons
@@ -130,7 +130,7 @@ def run_design(run: int, seed: int = 0) -> RunDesign:
         pulse_energy_uj=800.0 + 5.0 * run,
         first_train=1_500_000_000 + run * 100_000,
         start_time=datetime.fromtimestamp(FIRST_START.timestamp() + RUN_SPACING_S * run,
-                                          timezone.utc),
+                                          UTC),
         samx=float(np.round(rng.uniform(-5, 5), 3)),
     )
 
@@ -342,8 +342,8 @@ def _yaml(value) -> str:
 # --- command line --------------------------------------------------------------
 
 def main(argv=None) -> int:
-    """``python -m damnit_dagster.mockdata``: write a mock proposal and say where it is."""
-    ap = argparse.ArgumentParser(prog="python -m damnit_dagster.mockdata",
+    """``python -m damnit_dagster.ops.mockdata``: write a mock proposal and say where it is."""
+    ap = argparse.ArgumentParser(prog="python -m damnit_dagster.ops.mockdata",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", required=True, help="data root (EXTRA_DATA_DATA_ROOT)")
     ap.add_argument("--proposal", type=int, default=1234)

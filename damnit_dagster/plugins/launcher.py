@@ -13,7 +13,7 @@ Dagster semantics kept: run status and events come from the run worker itself;
 ``terminate`` sends SIGINT to the worker (Dagster turns it into a cancelled run, as the
 code server's termination does); run monitoring asks :meth:`check_run_worker_health`,
 which looks at the worker's pid (tagged on the run as ``damnit/worker``). The zygote is
-started on the first launch (``python -m damnit_dagster.daemon`` starts it with the
+started on the first launch (``python -m damnit_dagster.plugins.daemon`` starts it with the
 daemon, see :meth:`ForkServerRunLauncher.prewarm`), restarted if it died, and exits when
 the launching process exits. Children stay
 in the zygote's process group, so stopping the backend's process group stops them too.
@@ -21,7 +21,7 @@ in the zygote's process group, so stopping the backend's process group stops the
 Instance configuration (``dagster.yaml``)::
 
     run_launcher:
-      module: damnit_dagster.launcher
+      module: damnit_dagster.plugins.launcher
       class: ForkServerRunLauncher
 """
 from __future__ import annotations
@@ -40,11 +40,17 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import dagster._check as check
-from dagster._core.launcher.base import (
-    CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus)
-from dagster._serdes import ConfigurableClass, serialize_value
-from dagster._serdes.config_class import ConfigurableClassData
+from dagster import serialize_value
+
+from damnit_dagster.plugins.dagster_private import (
+    CheckRunHealthResult,
+    ConfigurableClass,
+    ConfigurableClassData,
+    LaunchRunContext,
+    RunLauncher,
+    WorkerStatus,
+    check,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +60,7 @@ WORKER_TAG = "damnit/worker"
 DEFAULT_PRELOAD = (
     "dagster._cli.api", "dagster._core.execution.api", "dagster._core.executor.in_process",
     "dagster._core.execution.plan.execute_plan", "dagster._daemon.monitoring",
-    "damnit_dagster.definitions", "damnit_ctx", "context_loader.runner",
+    "damnit_dagster.defs.definitions", "damnit_ctx", "context_loader.runner",
     "damnit_dagster.storage.writer", "extra_data", "xarray", "h5py", "h5netcdf",
     "extra.components", "matplotlib.pyplot",
 )
@@ -73,14 +79,13 @@ def process_start_time(pid: int) -> str | None:
 
 def _run_worker(run_id: str, instance_ref_json: str) -> int:
     """In a forked child: Dagster's own run worker body for ``run_id``."""
-    from dagster import DagsterInstance
-    from dagster._cli.api import _execute_run_command_body
-    from dagster._serdes import deserialize_value
-    from dagster._utils.interrupts import capture_interrupts
+    from dagster import DagsterInstance, deserialize_value
+
+    from damnit_dagster.plugins.dagster_private import capture_interrupts, execute_run_command_body
 
     with capture_interrupts():
         with DagsterInstance.from_ref(deserialize_value(instance_ref_json)) as instance:
-            return _execute_run_command_body(run_id, instance, lambda event: None,
+            return execute_run_command_body(run_id, instance, lambda event: None,
                                              set_exit_code_on_failure=False)
 
 
@@ -135,8 +140,7 @@ def _cache_alembic_scripts() -> None:
 def _warm_up(instance_ref_json: str) -> None:
     """Open the instance once (importing its storages, compute log manager...) and close it
     again, so that no connection is shared with the children."""
-    from dagster import DagsterInstance
-    from dagster._serdes import deserialize_value
+    from dagster import DagsterInstance, deserialize_value
 
     _cache_alembic_scripts()
     with DagsterInstance.from_ref(deserialize_value(instance_ref_json)) as instance:
@@ -158,7 +162,7 @@ def zygote_main(request_fd: int, answer_fd: int, preload: Sequence[str]) -> None
         try:
             importlib.import_module(name)
         except Exception as e:  # an optional module missing here: fork without it
-            print(f"damnit_dagster.launcher: not preloading {name}: {e}", file=sys.stderr)
+            print(f"damnit_dagster.plugins.launcher: not preloading {name}: {e}", file=sys.stderr)
     if "context_loader.runner" in sys.modules:  # what evaluations load lazily, too
         sys.modules["context_loader.runner"].warm_up()
     requests, answers = os.fdopen(request_fd, "r"), os.fdopen(answer_fd, "w")
@@ -168,7 +172,7 @@ def zygote_main(request_fd: int, answer_fd: int, preload: Sequence[str]) -> None
     try:
         _warm_up(json.loads(first)["warm_up"])
     except Exception as e:  # the children will meet the problem again and report it
-        print(f"damnit_dagster.launcher: warm-up failed: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"damnit_dagster.plugins.launcher: warm-up failed: {type(e).__name__}: {e}", file=sys.stderr)
     gc.collect()
     gc.freeze()   # the preloaded objects are never collected: children keep them shared
     answers.write(json.dumps({"ready": os.getpid()}) + "\n")
@@ -192,7 +196,7 @@ class Zygote:
                  start_timeout: float):
         req_r, self._req_w = os.pipe()
         self._ans_r, ans_w = os.pipe()
-        cmd = [python, "-m", "damnit_dagster.launcher", "--zygote", str(req_r), str(ans_w),
+        cmd = [python, "-m", "damnit_dagster.plugins.launcher", "--zygote", str(req_r), str(ans_w),
                *preload]
         self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(),
                                         pass_fds=(req_r, ans_w))
@@ -370,5 +374,5 @@ class ForkServerRunLauncher(RunLauncher, ConfigurableClass):
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["--zygote"] or len(sys.argv) < 4:
-        sys.exit("usage: python -m damnit_dagster.launcher --zygote REQUEST_FD ANSWER_FD [MODULE...]")
+        sys.exit("usage: python -m damnit_dagster.plugins.launcher --zygote REQUEST_FD ANSWER_FD [MODULE...]")
     zygote_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])

@@ -11,25 +11,24 @@ from pathlib import Path
 
 import dagster as dg
 
-from .assets import CLUSTER, bucket_of, build_assets, saved_variables
-from .context_source import load_context
-from .instance import inbox_path
-from .jobs import build_jobs, job_name
-from .partitions import runs_partitions
-from .resources import DamnitFolder
-from .sensors import build_event_sensor
-from .step import evaluate_and_store, same_interpreter
-from .storage.database import DamnitDB
-from .storage.layout import DamnitPaths
+from damnit_dagster.defs.assets import CLUSTER, bucket_of, build_assets, saved_variables
+from damnit_dagster.defs.context_source import load_context
+from damnit_dagster.defs.jobs import build_jobs, job_name
+from damnit_dagster.defs.partitions import runs_partitions
+from damnit_dagster.defs.resources import DamnitFolder
+from damnit_dagster.defs.sensors import build_event_sensor
+from damnit_dagster.execution.process_run import evaluate_and_store, same_interpreter
+from damnit_dagster.plugins.home import inbox_path
+from damnit_dagster.storage.database import DamnitDB
+from damnit_dagster.storage.layout import DamnitPaths
+from damnit_dagster.storage.proposal_data import ProposalNotFound, proposal_dir
 
 
-def proposal_dir(proposal: int) -> Path | None:
-    """The proposal's data folder (where ``raw/r0007`` appears), if it can be found."""
+def _proposal_dir(proposal: int) -> Path | None:
+    """Where the run folders appear; None (no folder check) when the data root is unknown here."""
     try:
-        from extra_data.read_machinery import find_proposal
-
-        return Path(find_proposal(f"p{int(proposal):06d}"))
-    except Exception:  # no data root configured here: the sensor skips its folder check
+        return proposal_dir(proposal)
+    except ProposalNotFound:
         return None
 
 
@@ -54,7 +53,7 @@ def build_definitions(damnit_dir, *, state_dir=None, evaluate=evaluate_and_store
             proposal=proposal, inbox_path=inbox_path(), partitions_def=runs_partitions(proposal),
             jobs=[j for j in jobs if j.name in {job_name(t, c) for t in ("raw", "proc")
                                                 for c in (False, True)}],
-            proposal_dir=proposal_dir(proposal)))
+            proposal_dir=_proposal_dir(proposal)))
     return dg.Definitions(
         assets=build_assets(snapshot, proposal, evaluate), jobs=jobs, sensors=sensors,
         resources={"damnit": DamnitFolder(path=str(paths.root))},

@@ -1,0 +1,1 @@
+"""The code location of a DAMNIT folder: assets, jobs, partitions, sensor, resources."""

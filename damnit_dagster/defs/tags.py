@@ -1,0 +1,20 @@
+"""The names DAMNIT things have in Dagster: the asset group and key prefix of a proposal,
+and the tags on the Dagster runs that process its runs (the run queue's limits in
+``dagster.yaml`` refer to ``damnit/run`` and ``damnit/placement`` too)."""
+from __future__ import annotations
+
+#: What started a Dagster run: ``migration``, ``calibration`` or ``reprocess``.
+TRIGGER = "damnit/trigger"
+#: The run number a live-processing Dagster run processes (one at a time per run number).
+RUN = "damnit/run"
+#: The inbox event a live-processing Dagster run answers.
+EVENT_ID = "damnit/event_id"
+#: ``cluster`` on the Dagster runs that follow Slurm jobs.
+PLACEMENT = "damnit/placement"
+#: Which variables a reprocess computes: ``raw``, ``proc`` or ``all``.
+DATA = "damnit/data"
+
+
+def group_name(proposal: int) -> str:
+    """``p1234``: the asset group of a proposal, and the first part of its asset keys."""
+    return f"p{int(proposal)}"

@@ -1,0 +1,1 @@
+"""Operations: the command, the backend's processes, Supervisor, the demo."""

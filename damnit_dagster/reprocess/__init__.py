@@ -1,0 +1,1 @@
+"""Reprocessing runs: a backfill of the running backend, or done by the command itself."""

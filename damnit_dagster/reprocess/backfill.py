@@ -1,0 +1,101 @@
+"""Reprocessing runs as Dagster single-run backfills, followed until done.
+
+:func:`reprocess` is what ``damnit-dagster reprocess`` calls: it picks the variables
+(DAMNIT's ``--var``/``--match``/trigger rules, dependencies added back), adds missing run
+partitions, registers one asset backfill on the instance — the daemon turns it into one
+Dagster run per contiguous range of runs, thanks to ``BackfillPolicy.single_run()`` — and
+reports progress from the events of the backfill's runs until every run is accounted for.
+Runs without proc data fall back to their raw variables (the step's runner does that).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import dagster as dg
+
+from damnit_dagster.defs import tags
+from damnit_dagster.defs.assets import variable_key
+from damnit_dagster.defs.definitions import build_definitions
+from damnit_dagster.defs.partitions import add_runs
+from damnit_dagster.plugins.dagster_private import (  # what the UI's backfill button makes
+    BACKFILL_ID_TAG,
+    BULK_ACTION_TERMINAL_STATUSES,
+    PartitionBackfill,
+    make_new_backfill_id,
+)
+from damnit_dagster.reprocess.results import Progress, ResultCollector, RunResult
+from damnit_dagster.reprocess.selection import selection
+from damnit_dagster.storage.layout import DamnitPaths
+
+#: Seconds without a daemon heartbeat after which progress says the daemon seems down.
+DAEMON_QUIET = 60
+
+
+def _daemon_alive(instance: dg.DagsterInstance) -> bool:
+    beats = instance.get_daemon_heartbeats()
+    beat = beats.get("BACKFILL")
+    return beat is not None and time.time() - beat.timestamp < DAEMON_QUIET
+
+
+def reprocess(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
+              progress: Callable[[Progress], None] | None = None,
+              instance: dg.DagsterInstance | None = None, poll: float = 1.0,
+              timeout: float | None = None) -> dict[int, RunResult]:
+    """Recompute ``variables``/``match`` (default: every variable of trigger ``data``) for
+    ``runs`` (``"all"`` = every run in ``runs.sqlite``, or numbers/ranges, see
+    :func:`parse_runs`) through a single-run backfill executed by the Dagster daemon.
+
+    Calls ``progress(Progress)`` whenever the count of finished runs changes, and
+    returns the per-run results once every run is accounted for (or the backfill ends).
+    Raises ``TimeoutError`` after ``timeout`` seconds.
+    """
+    paths = DamnitPaths(damnit_dir)
+    proposal, run_list, names, _ = selection(paths, runs, match, variables, data)
+    own_instance = instance is None
+    instance = instance or dg.DagsterInstance.get()
+    try:
+        add_runs(instance, proposal, run_list)
+        defs = build_definitions(paths.root, with_sensor=False)
+        backfill_id = make_new_backfill_id()
+        backfill = PartitionBackfill.from_asset_partitions(
+            backfill_id=backfill_id, asset_graph=defs.resolve_asset_graph(),
+            partition_names=[str(r) for r in run_list],
+            asset_selection=[variable_key(proposal, n) for n in names],
+            backfill_timestamp=time.time(),
+            tags={tags.TRIGGER: "reprocess", tags.DATA: data},
+            dynamic_partitions_store=instance, all_partitions=False,
+            title=f"Reprocess p{proposal}: {len(run_list)} runs, {len(names)} variables",
+            description=f"runs {run_list[0]}..{run_list[-1]}; variables: {', '.join(names)}",
+            run_config=None)
+        instance.add_backfill(backfill)
+        return _follow(instance, backfill_id, proposal, run_list, set(names), progress, poll,
+                       timeout)
+    finally:
+        if own_instance:
+            instance.dispose()
+
+
+def _follow(instance, backfill_id, proposal, run_list, names, progress, poll, timeout):
+    t0, last_done = time.time(), None
+    collector = ResultCollector(proposal, run_list)
+    while True:
+        backfill = instance.get_backfill(backfill_id)
+        dagster_runs = instance.get_runs(filters=dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill_id}))
+        collector.update(instance, [r.run_id for r in dagster_runs])
+        done = collector.done(names)
+        finished = bool(dagster_runs) and all(r.is_finished for r in dagster_runs)
+        terminal = backfill.status in BULK_ACTION_TERMINAL_STATUSES
+        if progress is not None and done != last_done:
+            if not dagster_runs and not _daemon_alive(instance):
+                status = "waiting for the Dagster daemon (is it running?)"
+            else:
+                status = backfill.status.value.lower()
+            progress(Progress(done, len(run_list), status, backfill_id))
+            last_done = done
+        if terminal or (finished and done == len(run_list)):
+            return collector.update(instance, [r.run_id for r in dagster_runs])
+        if timeout is not None and time.time() - t0 > timeout:
+            raise TimeoutError(f"backfill {backfill_id}: {done} of {len(run_list)} runs done "
+                               f"after {timeout:.0f} s (status {backfill.status.value})")
+        time.sleep(poll)

@@ -1,0 +1,116 @@
+"""What a reprocess reports: each run's result per variable, read from the Dagster events
+of its runs, progress while it goes, and the summary printed at the end."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+from dagster import DagsterEventType
+
+from damnit_dagster.defs.outcomes import RUN_ERROR
+from damnit_dagster.defs.tags import group_name
+
+
+@dataclass
+class RunResult:
+    """What a reprocessed run ended with, per variable."""
+
+    run: int
+    ok: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    #: Why the run could not be processed at all (its data could not be opened, its
+    #: results not stored...); then every variable is in ``failed`` with this reason.
+    run_error: str | None = None
+
+    def names(self) -> set[str]:
+        return {*self.ok, *self.skipped, *self.failed}
+
+    @property
+    def processed(self) -> bool:
+        """True when the run was evaluated and stored (even if some variables failed)."""
+        return self.run_error is None and bool(self.names())
+
+
+@dataclass
+class Progress:
+    """A progress report: ``done`` of ``total`` runs, and what is going on."""
+
+    done: int
+    total: int
+    status: str
+    backfill_id: str
+
+
+class ResultCollector:
+    """Per-run results, read from the materialization and check events of Dagster runs.
+
+    :meth:`update` reads only the events written since its last call (a cursor per
+    Dagster run), so following a long reprocess costs little.
+    """
+
+    _TYPES = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
+
+    def __init__(self, proposal: int, runs: list[int]):
+        self.prefix = group_name(proposal)
+        self.results = {r: RunResult(r) for r in runs}
+        self._cursors: dict[str, str | None] = {}
+
+    def update(self, instance: dg.DagsterInstance, run_ids) -> dict[int, RunResult]:
+        """Read the new events of ``run_ids``; returns the results so far."""
+        for run_id in run_ids:
+            while True:
+                page = instance.get_records_for_run(run_id, cursor=self._cursors.get(run_id),
+                                                    of_type=self._TYPES, limit=1000)
+                for record in page.records:
+                    self._add(record.event_log_entry.dagster_event)
+                self._cursors[run_id] = page.cursor
+                if not page.has_more:
+                    break
+        return self.results
+
+    def done(self, names: set[str]) -> int:
+        """How many runs have a result for each of ``names``."""
+        return sum(1 for r in self.results.values() if r.names() >= names)
+
+    def _add(self, event) -> None:
+        if event.is_step_materialization:
+            mat = event.step_materialization_data.materialization
+            key, partition = mat.asset_key, mat.partition
+        else:
+            evaluation = event.asset_check_evaluation_data
+            key, partition = evaluation.asset_key, evaluation.partition
+        if not key.path or key.path[0] != self.prefix or partition is None:
+            return
+        result = self.results.get(int(partition))
+        if result is None:
+            return
+        name = ".".join(key.path[1:])
+        if event.is_step_materialization:
+            result.ok.append(name)
+        elif evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            result.failed[name] = evaluation.description or ""
+            error_cls = evaluation.metadata.get("error_cls")
+            if error_cls is not None and error_cls.value == RUN_ERROR:
+                result.run_error = evaluation.metadata["error"].value
+        else:
+            result.skipped[name] = evaluation.description or ""
+
+
+def report(results: dict[int, RunResult], no_data: list[int],
+           proposal: int) -> tuple[list[str], list[int]]:
+    """(lines to print, runs not processed) of a finished reprocess."""
+    lines, not_processed = [], list(no_data)
+    for run, result in sorted(results.items()):
+        if result.run_error is not None:
+            lines.append(f"r{run}: not processed: {result.run_error.splitlines()[0]}")
+        else:
+            for name, error in sorted(result.failed.items()):
+                lines.append(f"r{run} {name}: {error.splitlines()[0] if error else 'failed'}")
+        if not result.processed:
+            not_processed.append(run)
+    n_failed = sum(len(r.failed) for r in results.values() if r.run_error is None)
+    total = len(results) + len(no_data)
+    lines.append(f"p{proposal}: {total - len(not_processed)} of {total} runs "
+                 f"processed, {n_failed} variable failure(s)")
+    return lines, sorted(not_processed)
