@@ -13,7 +13,8 @@ from pathlib import Path
 from .contextfile import ContextFile
 from .errors import ContextFileErrors, Skip
 from .evaluate import evaluate_run, open_run, proc_available
-from .fragment import FragmentWriter, warm_up as warm_up_fragment_writer
+from .fragment import FragmentWriter
+from .fragment import warm_up as warm_up_fragment_writer
 from .mymdc import MyMdcClient, proposal_client
 from .variable import RunData
 
@@ -160,5 +161,5 @@ def write_json(path, obj) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (a reader sees the old or new file)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.write_text(json.dumps(obj))
     os.replace(tmp, path)
