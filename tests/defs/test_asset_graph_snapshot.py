@@ -1,7 +1,7 @@
 """What a user sees in the Dagster UI for the shipped 25-variable context
 (``damnit_dagster/templates/context_25vars.py``), kept as a syrupy snapshot in
-``__snapshots__/``: assets with their groups, dependencies, tags, kinds, metadata keys, code
-versions, partitions and steps; the jobs and what they select; the event sensor.
+``__snapshots__/``: assets with their groups, dependencies, tags, kinds, metadata (titles,
+summaries), code versions, partitions and steps; the jobs and what they select; the event sensor.
 
 A change to any of them fails here and shows as a diff of the snapshot in review. When the
 change is meant, update the snapshot and commit it with the change:
@@ -13,12 +13,14 @@ from damnit_dagster.defs.definitions import build_definitions
 from support.paths import REPO
 
 TEMPLATE = REPO / "damnit_dagster" / "templates" / "context_25vars.py"
+#: Metadata of the context-file asset that depends on where and when it was served: the
+#: folder's path, the time, the hash of the file's bytes. Only their keys are kept.
+VOLATILE_METADATA = {"path", "served_since", "served_sha256"}
 
 
 def asset_graph(defs) -> dict:
-    """Each asset as the UI shows it, by key; only names and values that do not depend on
-    where or when the definitions were built (metadata values hold the folder's path and
-    the time the context was served, so only their keys are kept)."""
+    """Each asset as the UI shows it, by key; nothing that depends on where or when the
+    definitions were built."""
     graph = defs.resolve_asset_graph()
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
@@ -30,7 +32,8 @@ def asset_graph(defs) -> dict:
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
             "tags": dict(sorted(node.tags.items())),
             "kinds": sorted(node.kinds),
-            "metadata_keys": sorted(node.metadata),
+            "metadata": {name: None if name in VOLATILE_METADATA else getattr(value, "value", value)
+                         for name, value in sorted(node.metadata.items())},
             "code_version": node.code_version,
             "partitions": node.partitions_def.name if node.partitions_def else None,
             "materializable": node.is_materializable,
