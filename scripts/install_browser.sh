@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the browser test (tests/test_ui_browser.py) needs: Debian's Chromium
+# Install what the browser test (tests/end_to_end/test_ui_browser.py) needs: Debian's Chromium
 # (/usr/bin/chromium) and the Python Playwright client in .venv. Playwright drives the
 # system Chromium (executable_path), so no browser download of its own is needed.
 # Idempotent and quick when both are present. Needs root (or sudo) for apt-get.
