@@ -64,8 +64,8 @@ def proposal_client(proposal: int) -> LazyMyMdcClient:
     """The real MyMDC client of a proposal (its ``usr/mymdc-credentials.yml``), built on
     first use."""
     def build():
-        from .mymdc_client import MyMdcClient
-        return MyMdcClient.for_proposal(proposal)
+        from .mymdc_client import MyMdcHttpClient
+        return MyMdcHttpClient.for_proposal(proposal)
     return LazyMyMdcClient(build)
 
 

@@ -28,7 +28,7 @@ class MyMdcCredentialsError(MyMdcError):
     """The proposal's MyMDC credentials file is missing or malformed."""
 
 
-class MyMdcClient:
+class MyMdcHttpClient:
     """Run metadata from MyMDC at ``server`` (e.g. ``https://in.xfel.eu/metadata``).
 
     Implements :class:`context_loader.mymdc.MyMdcClient`. Answers are cached per run.
@@ -42,10 +42,10 @@ class MyMdcClient:
         self._cache: dict[tuple, Any] = {}
 
     def __repr__(self):
-        return f"MyMdcClient({self.base_url!r})"
+        return f"MyMdcHttpClient({self.base_url!r})"
 
     @classmethod
-    def from_proposal_dir(cls, path, *, timeout: float = 10) -> MyMdcClient:
+    def from_proposal_dir(cls, path, *, timeout: float = 10) -> MyMdcHttpClient:
         """The client configured by ``<path>/usr/mymdc-credentials.yml``."""
         file = Path(path) / CREDENTIALS_FILE
         try:
@@ -74,7 +74,7 @@ class MyMdcClient:
         return cls(doc["server"].strip(), doc["token"].strip(), timeout=timeout)
 
     @classmethod
-    def for_proposal(cls, proposal: int, *, timeout: float = 10) -> MyMdcClient:
+    def for_proposal(cls, proposal: int, *, timeout: float = 10) -> MyMdcHttpClient:
         """The client of a proposal found under the data root (``EXTRA_DATA_DATA_ROOT``)."""
         from extra_data.read_machinery import find_proposal
 

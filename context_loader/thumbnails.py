@@ -16,8 +16,6 @@ log = logging.getLogger(__name__)
 THUMBNAIL_SIZE = 300  # px, larger side of every thumbnail
 TRENDLINE_POINTS = 150  # roughly how many points a trendline keeps
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
 
 class PNGData:
     """PNG file bytes; stored as a 1-D uint8 dataset."""

@@ -34,7 +34,3 @@ def add_runs(instance: dg.DagsterInstance, proposal: int, runs: Iterable[int]) -
         instance.add_dynamic_partitions(name, new[i:i + ADD_CHUNK])
     return new
 
-
-def known_runs(instance: dg.DagsterInstance, proposal: int) -> list[int]:
-    """The proposal's run partitions, sorted."""
-    return sorted(int(k) for k in instance.get_dynamic_partitions(partitions_name(proposal)))

@@ -24,6 +24,7 @@ from damnit_dagster.defs import tags
 from damnit_dagster.defs.jobs import job_name
 from damnit_dagster.events.inbox import EventInbox, RunEvent
 
+
 @dataclass
 class SensorCursor:
     """What the sensor remembers between ticks (stored as JSON)."""

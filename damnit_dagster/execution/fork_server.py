@@ -2,7 +2,7 @@
 
 A ``reprocess`` with no backend starts two slow things: Dagster (imports, the instance,
 the run) and the user's side (the scientific stack the context file imports, the file
-itself, the renderer's warm-up). In one process they happen one after the other, ~5 s
+itself, the renderer's warm-up). In one process they happen one after the other, seconds
 before the first run is evaluated. The command therefore forks an
 :class:`EvaluationServer` first, before it imports Dagster: on the other core, the server
 loads the user's side, describes the context file for the command, and then forks one

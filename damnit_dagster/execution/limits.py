@@ -12,8 +12,9 @@ what stopped it.
 affinity of the runner process, ``noncluster_mem`` (default ``25G``) its data limit
 (``RLIMIT_DATA``: heap and private writable mappings, i.e. what arrays allocate; unlike
 ``RLIMIT_AS`` it does not count address space merely reserved, which programs such as the
-Chromium behind plotly thumbnails reserve by the terabyte). Both are set by a tiny launcher (:data:`LAUNCHER`, run by ``python
--I -c``) that applies them to itself and ``exec``s the runner, so they hold for the whole
+Chromium behind plotly thumbnails reserve by the terabyte). Both are set by a tiny
+wrapper (:data:`LIMITS_WRAPPER`, run by ``python -I -c``) that applies them to itself and
+``exec``s the runner, so they hold for the whole
 evaluation and whatever it starts (no ``preexec_fn``, which is unsafe in a threaded
 parent such as a Dagster step).
 
@@ -51,9 +52,9 @@ DEFAULT_CPUS = 4
 DEFAULT_MEM = "25G"
 DEFAULT_TIME = "02:00:00"
 
-#: ``python -I -c LAUNCHER CORES BYTES CMD...``: pin to CORES (``0,1``), limit the address
-#: space to BYTES (never above an existing hard limit), then become CMD.
-LAUNCHER = """\
+#: ``python -I -c LIMITS_WRAPPER CORES BYTES CMD...``: pin to CORES (``0,1``), limit the
+#: data segment to BYTES (never above an existing hard limit), then become CMD.
+LIMITS_WRAPPER = """\
 import os, resource, sys
 cores, mem, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
@@ -154,9 +155,9 @@ class Limits:
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
     def wrap(self, cmd: list[str]) -> list[str]:
-        """``cmd`` behind the launcher that applies these limits (run by our Python)."""
+        """``cmd`` behind the wrapper that applies these limits (run by our Python)."""
         cores = ",".join(map(str, self.core_set()))
-        return [sys.executable, "-I", "-c", LAUNCHER, cores, str(self.mem), *cmd]
+        return [sys.executable, "-I", "-c", LIMITS_WRAPPER, cores, str(self.mem), *cmd]
 
 
 @dataclass

@@ -59,11 +59,11 @@ def main(ctx, directory):
 
 
 def _spare_the_garbage_collector(ctx) -> None:
-    """A command loads ~10^6 objects that live until it ends (Dagster, the scientific
-    stack, the user's context). Python's cyclic collector would scan them over and over
-    while they load, and all of them again while the interpreter exits: ~1.5 s of a short
-    command. Collect young objects less often, and freeze what exists once the command is
-    done, so tearing down does not scan it."""
+    """A command loads about a million objects that live until it ends (Dagster, the
+    scientific stack, the user's context). Python's cyclic collector would scan them over
+    and over while they load, and all of them again while the interpreter exits: a large
+    part of a short command (see benchmarks/results.md). Collect young objects less often,
+    and freeze what exists once the command is done, so tearing down does not scan it."""
     gc.set_threshold(50_000, 20, 100)
     ctx.call_on_close(gc.freeze)
 

@@ -4,9 +4,8 @@ Dagster's :class:`SqliteEventLogStorage` creates an SQLAlchemy engine and a new 
 connection for every transaction and closes it afterwards, up to four times per event
 (the run's shard, the ``index`` shard twice, a check or status mirror). Closing the last
 connection to a WAL database checkpoints the WAL into the database and deletes it, with
-fsyncs: on a local disk that is ~3 ms per close and ~5 ms per commit, which made a
-reprocessing run spend most of its time storing events (0.5 s of storage per run of 25
-variables, against ~0.4 s to compute and store the variables themselves).
+fsyncs, which made a reprocessing run spend most of its time storing events, more than
+computing and storing the variables themselves (benchmarks/results.md).
 
 :class:`KeptOpenSqliteEventLogStorage` is the same storage (same files, schema and
 queries, so the webserver, the daemon and ``dagster`` CLI read it as before) with:

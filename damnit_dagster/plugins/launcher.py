@@ -2,8 +2,8 @@
 
 Dagster's default launcher asks the code server to *spawn* a fresh Python process per run,
 which imports Dagster, loads the code location and later the scientific stack (extra_data,
-xarray, h5py, EXtra components, matplotlib): 3 to 7 s on this machine before the first
-variable is evaluated. :class:`ForkServerRunLauncher` keeps one *zygote* process that has
+xarray, h5py, EXtra components, matplotlib): seconds before the first variable is
+evaluated (see benchmarks/results.md). :class:`ForkServerRunLauncher` keeps one *zygote* process that has
 already imported all of that and forks a child per run. The child runs Dagster's standard
 run worker body (the one ``dagster api execute_run`` uses): it loads the code location
 from the run's origin (so a changed ``context.py`` is seen), reports "Started process for
@@ -118,8 +118,8 @@ def _cache_alembic_scripts() -> None:
     """Read each Alembic script directory once in this process.
 
     Opening a Dagster SQLite storage compares the database's schema revision with the head
-    of Dagster's migration scripts, and Alembic finds that head by executing all ~90
-    migration files again, for each of the three storages: ~0.5 to 1 s per run worker. The
+    of Dagster's migration scripts, and Alembic finds that head by executing all the
+    migration files again, for each of the three storages, in every run worker. The
     scripts are part of the installed Dagster and cannot change while this process lives,
     so their parsed directory is kept (children forked from here inherit it).
     """

@@ -25,11 +25,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from context_loader.hdf5_names import NETCDF_OBJTYPES, OBJTYPE_ATTR
 from damnit_dagster.storage.values import PNG_MAGIC, ReducedValue
 
 SPECIAL_GROUPS = (".reduced", ".preview", ".errors")
-OBJTYPE_ATTR = "_damnit_objtype"
-NETCDF_OBJTYPES = ("dataarray", "dataset")  # groups written by h5netcdf
 CLEARED_ATTR = "cleared"
 _SCALE_ATTRS = {"CLASS", "NAME", "REFERENCE_LIST", "DIMENSION_LIST", "DIMENSION_LABELS"}
 _DIMID_ATTRS = ("_Netcdf4Dimid", "_Netcdf4Coordinates")

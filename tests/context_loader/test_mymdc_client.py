@@ -10,8 +10,8 @@ import pytest
 
 from context_loader.contextfile import ContextFile
 from context_loader.evaluate import evaluate_run
-from context_loader.mymdc import MyMdcClient as MyMdcProtocol
-from context_loader.mymdc_client import MyMdcClient, MyMdcCredentialsError, MyMdcError
+from context_loader.mymdc import MyMdcClient
+from context_loader.mymdc_client import MyMdcCredentialsError, MyMdcError, MyMdcHttpClient
 
 TOKEN = "s3cret-token"
 TECHNIQUES = [{"identifier": "PaNET01188", "name": "SAXS", "url": "http://purl.org/pan-science/PaNET/PaNET01188"}]
@@ -89,11 +89,11 @@ def write_credentials(proposal_dir, text):
 @pytest.fixture
 def client(mymdc, tmp_path):
     write_credentials(tmp_path, f"token: {TOKEN}\nserver: {mymdc.url}\n")
-    return MyMdcClient.from_proposal_dir(tmp_path, timeout=0.5)
+    return MyMdcHttpClient.from_proposal_dir(tmp_path, timeout=0.5)
 
 
 def test_the_three_fields(client, mymdc):
-    assert isinstance(client, MyMdcProtocol)
+    assert isinstance(client, MyMdcClient)
     assert client.sample_name(1234, 1) == "Lysozyme crystal"
     assert client.run_type(1234, 1) == "Sample"
     assert client.techniques(1234, 1) == TECHNIQUES
@@ -128,7 +128,7 @@ def test_server_errors_and_timeouts_name_mymdc_and_the_url(client, mymdc):
 
 def test_a_wrong_token_is_reported(mymdc, tmp_path):
     write_credentials(tmp_path, f"token: not-the-token\nserver: {mymdc.url}\n")
-    client = MyMdcClient.from_proposal_dir(tmp_path)
+    client = MyMdcHttpClient.from_proposal_dir(tmp_path)
     with pytest.raises(MyMdcError, match=r"HTTP 401 .*is the token in the credentials file "
                                          r"valid\?.*Invalid API key"):
         client.sample_name(1234, 1)
@@ -143,14 +143,14 @@ def test_a_wrong_token_is_reported(mymdc, tmp_path):
 def test_bad_credentials_file(tmp_path, text, problem):
     path = write_credentials(tmp_path, text)
     with pytest.raises(MyMdcCredentialsError, match=re.escape(str(path))) as info:
-        MyMdcClient.from_proposal_dir(tmp_path)
+        MyMdcHttpClient.from_proposal_dir(tmp_path)
     assert problem in str(info.value)
 
 
 def test_missing_credentials_file(tmp_path):
     with pytest.raises(MyMdcCredentialsError, match=re.escape(
             f"no MyMDC credentials: {tmp_path / 'usr' / 'mymdc-credentials.yml'} does not exist")):
-        MyMdcClient.from_proposal_dir(tmp_path)
+        MyMdcHttpClient.from_proposal_dir(tmp_path)
 
 
 CONTEXT = '''
@@ -179,7 +179,7 @@ def proposal_client(mock_proposal, mymdc):
     """The client of the mock proposal, with credentials in its usr/ folder."""
     path = write_credentials(mock_proposal.path, f"token: {TOKEN}\nserver: {mymdc.url}\n")
     try:
-        yield MyMdcClient.for_proposal(mock_proposal.proposal, timeout=0.5)
+        yield MyMdcHttpClient.for_proposal(mock_proposal.proposal, timeout=0.5)
     finally:
         path.unlink()
 

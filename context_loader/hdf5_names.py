@@ -1,0 +1,8 @@
+"""Names in DAMNIT's HDF5 layout that the fragment writer and the storage merging
+fragments into run files both use."""
+
+#: Attribute on a group or dataset saying which kind of object it holds (``dataarray``,
+#: ``dataset``, ``series``, ``dataframe``, ``image``, ``PlotlyFigure``).
+OBJTYPE_ATTR = "_damnit_objtype"
+#: The kinds written as netCDF groups by h5netcdf.
+NETCDF_OBJTYPES = ("dataarray", "dataset")
