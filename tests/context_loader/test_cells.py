@@ -144,11 +144,13 @@ def test_matplotlib_axes_become_their_figure():
 
 
 def test_preview_checks():
-    with pytest.raises(TypeError, match=r"preview should be a 1D or 2D array \(shape is \(2, 2, 2\)\)"):
+    with pytest.raises(TypeError,
+                       match=r"preview should be a 1D or 2D array \(shape is \(2, 2, 2\)\)"):
         Cell(1, preview=np.zeros((2, 2, 2)))
     with pytest.raises(TypeError, match="preview array should be numeric"):
         Cell(1, preview=np.array(["a"]))
-    with pytest.raises(TypeError, match=r"preview must be an array or a figure object \(got <class 'list'>\)"):
+    with pytest.raises(TypeError,
+                       match=r"preview must be an array or a figure object \(got <class 'list'>\)"):
         Cell(1, preview=[1, 2])
     assert Cell(1, preview=np.array([True, False])).preview.dtype == bool
 
@@ -204,7 +206,8 @@ def test_default_summaries():
     line = Cell(pd.Series(np.arange(1000.))).get_summary()
     assert line.shape[0] == 2 and line.shape[1] <= 160 and line.dtype == np.float64
     frame = pd.DataFrame({"a": np.arange(1000)})
-    assert Cell(frame).get_summary() == f"DataFrame ({frame.memory_usage(deep=True).sum() / 1e6:.2f}MB)"
+    megabytes = frame.memory_usage(deep=True).sum() / 1e6
+    assert Cell(frame).get_summary() == f"DataFrame ({megabytes:.2f}MB)"
 
 
 def test_datetime_coordinate_trendline_uses_epoch_seconds():

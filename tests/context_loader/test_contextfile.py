@@ -21,7 +21,8 @@ def mock_ctx():
 
 
 def test_from_str_and_from_path(tmp_path):
-    code = 'from damnit_ctx import Variable\n\n@Variable(title="Foo")\ndef foo(run):\n    return 42\n'
+    code = ('from damnit_ctx import Variable\n\n@Variable(title="Foo")\n'
+            'def foo(run):\n    return 42\n')
     ctx = load(code)
     assert list(ctx.vars) == ["foo"] and ctx.code == code and ctx.path == "context.py"
     path = tmp_path / "context.py"

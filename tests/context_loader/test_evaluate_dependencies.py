@@ -69,7 +69,8 @@ def test_a_failure_skips_dependents_and_nothing_else(caplog):
     assert data(res) == {"independent": 7}
     assert type(res.errors["foo"]) is RuntimeError
     assert type(res.errors["bar"]) is DependencyError
-    assert str(res.errors["bar"]) == "Skipped due to missing dependency:\n└ (foo) failed: RuntimeError"
+    assert str(res.errors["bar"]) == ("Skipped due to missing dependency:\n"
+                                      "└ (foo) failed: RuntimeError")
     logged = messages(caplog)
     assert ("ERROR", "Could not get data for foo") in logged
     assert ("WARNING", "Skipping bar because of missing dependencies: foo") in logged

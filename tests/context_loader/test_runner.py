@@ -132,7 +132,8 @@ def test_execute_api_writes_fragment_and_report(mock_proposal, context_path, tmp
                       "scan_only": "skipped", "broken": "error", "uses_helper": "ok",
                       "det_mean": "ok"}   # heavy is a cluster variable; helper transient
     broken = report["variables"]["broken"]
-    assert (broken["error_cls"], broken["error"]) == ("ZeroDivisionError", "integer division or modulo by zero")
+    assert (broken["error_cls"], broken["error"]) == ("ZeroDivisionError",
+                                                      "integer division or modulo by zero")
     assert report["variables"]["scan_only"]["error"] == "Run is not a scan"
     assert report["variables"]["n_trains"]["duration"] >= 0
     with h5py.File(fragment) as f:
@@ -152,9 +153,9 @@ def test_execute_accepts_a_loaded_context(mock_proposal, context_path, tmp_path)
     for run_number in (1, 2):
         report = runner.execute(ctx, mock_proposal.proposal, run_number, "raw",
                                 variables=["doubled"], fragment_path=tmp_path / f"{run_number}.h5")
+        duration = report["variables"]["doubled"]["duration"]
         assert report["variables"] == {"doubled": {"status": "ok", "error": None,
-                                                   "error_cls": None,
-                                                   "duration": report["variables"]["doubled"]["duration"]}}
+                                                   "error_cls": None, "duration": duration}}
         with h5py.File(tmp_path / f"{run_number}.h5") as f:
             assert f["doubled/data"][()] == 2 * run_number
 

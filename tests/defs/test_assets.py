@@ -80,7 +80,8 @@ def test_one_run_writes_files_damnit_reads_and_ui_metadata(folder, instance):
     assert result.success
     assert set(mats) == {"xgm_intensity", "xgm_std", "scan_motor", "image", "det_mean"}
     db = Damnit(path)
-    assert db[3, "xgm_intensity"].summary() == pytest.approx(mats["xgm_intensity"].metadata["summary"].value)
+    summary = mats["xgm_intensity"].metadata["summary"].value
+    assert db[3, "xgm_intensity"].summary() == pytest.approx(summary)
     assert mats["xgm_intensity"].metadata["units"].value == "uJ"
     assert db[3, "xgm_std"].read() == pytest.approx(mats["xgm_std"].metadata["summary"].value)
     assert db[3, "scan_motor"].read() == mats["scan_motor"].metadata["summary"].value

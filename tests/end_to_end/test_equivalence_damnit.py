@@ -382,7 +382,8 @@ def test_hdf5_run_files_are_the_same(pair):
             for path in sorted(oa):
                 a, b = oa[path], ob[path]
                 where = f"r{run} {path}"
-                var = path.split("/")[1] if path.startswith(".") and "/" in path else path.split("/")[0]
+                parts = path.split("/")
+                var = parts[1] if path.startswith(".") and "/" in path else parts[0]
                 assert type(a) is type(b), where
                 assert sorted(a.attrs) == sorted(b.attrs), where
                 for key in a.attrs:

@@ -33,7 +33,8 @@ def damnit(*args, cwd, check=True):
     result = subprocess.run([sys.executable, "-m", "damnit_dagster.ops.cli", *map(str, args)],
                             cwd=cwd, capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
-        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
 
 

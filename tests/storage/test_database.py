@@ -184,7 +184,8 @@ def test_ensure_run_keeps_added_at_and_updates_start_time(tmp_path):
     db = DamnitDB.create(tmp_path, 1234)
     db.ensure_run(1234, 3, added_at=100.0)
     db.ensure_run(1234, 3, added_at=200.0, start_time=50.0)
-    assert tuple(db.conn.execute("SELECT start_time, added_at FROM run_info").fetchone()) == (50.0, 100.0)
+    row = db.conn.execute("SELECT start_time, added_at FROM run_info").fetchone()
+    assert tuple(row) == (50.0, 100.0)
 
 
 def test_sync_variables_stores_titles_descriptions_and_tags(tmp_path):

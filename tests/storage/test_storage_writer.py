@@ -111,7 +111,8 @@ def test_a_held_lock_times_out_with_a_clear_error(amore):
     try:
         assert holder.stdout.readline().strip() == "locked"
         fragment = write_fragment(amore.root / "f.h5", {"a": Cell(1)}, {})
-        with pytest.raises(StorageError, match=r"Timed out after 0.3 s waiting for .*p1234_r5.h5.lock"):
+        with pytest.raises(StorageError,
+                           match=r"Timed out after 0.3 s waiting for .*p1234_r5.h5.lock"):
             store_fragment(amore.root, P, 5, fragment, lock_timeout=0.3)
         assert fragment.exists() and not amore.run_file(P, 5).exists()
     finally:

@@ -5,15 +5,16 @@ optionally ``dagster-webserver``) serving one DAMNIT folder.
         backend.wait_for_sensor()                  # the event sensor has ticked once
         with backend.instance() as instance: ...   # the same Dagster instance
 
-The daemon is ``python -m damnit_dagster.plugins.daemon`` (Dagster's daemon with a 0.5 s sensor
-loop) unless ``stock_daemon=True``. The Dagster home gets the project's ``dagster_home/dagster.yaml``, with ``instance_config``
-merged over it (e.g. another ``run_launcher``). The processes run with ``DAGSTER_HOME``
-and ``DAMNIT_DIR`` set (also in this process while the backend runs, so
-:func:`damnit_dagster.plugins.home.inbox_path` and ``damnit-dagster event`` find the same
-inbox), from the repository root with ``workspace.yaml``. Their output goes to
-``daemon.log`` / ``webserver.log`` in the home; on exit they are stopped (SIGTERM to
-their process group, SIGKILL after ``stop_timeout``). Like ``listen``, it holds the
-backend lock of the home while it runs (and its status names the folder), so ``reprocess`` hands its work to this daemon.
+The daemon is ``python -m damnit_dagster.plugins.daemon`` (Dagster's daemon with a 0.5 s
+sensor loop) unless ``stock_daemon=True``. The Dagster home gets the project's
+``dagster_home/dagster.yaml``, with ``instance_config`` merged over it (e.g. another
+``run_launcher``). The processes run with ``DAGSTER_HOME`` and ``DAMNIT_DIR`` set (also
+in this process while the backend runs, so :func:`damnit_dagster.plugins.home.inbox_path`
+and ``damnit-dagster event`` find the same inbox), from the repository root with
+``workspace.yaml``. Their output goes to ``daemon.log`` / ``webserver.log`` in the home;
+on exit they are stopped (SIGTERM to their process group, SIGKILL after
+``stop_timeout``). Like ``listen``, it holds the backend lock of the home while it runs
+(and its status names the folder), so ``reprocess`` hands its work to this daemon.
 """
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ from pathlib import Path
 import yaml
 
 from damnit_dagster.ops.backend import backend_lock, write_status
-from support.paths import REPO
+
+#: The repository (benchmarks/ import this module from tests/support as ``backend``, so it
+#: needs nothing else of ``support``).
+REPO = Path(__file__).resolve().parents[2]
 
 BIN = Path(sys.executable).parent
 
@@ -85,7 +89,8 @@ class Backend:
         """Raise with the log if a process has exited."""
         for name, proc in self.processes.items():
             if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)[-4000:]}")
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}:\n{self.log(name)[-4000:]}")
 
     def wait_for_sensor(self, timeout: float = 120) -> None:
         """Wait until the daemon has evaluated a sensor of the location at least once."""
