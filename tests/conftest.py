@@ -1,4 +1,6 @@
-"""Shared test fixture: one realistic mock proposal for the whole session."""
+"""Fixtures for every test folder: one realistic mock proposal for the whole session, new
+DAMNIT folders with a given context and settings, a Kafka broker. Helpers shared by the
+tests are in the ``support`` package (tests/support)."""
 import os
 from dataclasses import dataclass
 from pathlib import Path
