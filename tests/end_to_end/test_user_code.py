@@ -182,14 +182,18 @@ def test_an_edited_neighbour_module_is_used_by_the_next_reprocess(reprocessed):
 
 
 def test_reloading_a_context_file_rereads_its_neighbour_module(tmp_path):
-    (tmp_path / "helper_mod.py").write_text("offset = 1\n")
-    context = tmp_path / "context.py"
-    context.write_text(CONTEXT)
-    first = ContextFile.from_path(context)
-    (tmp_path / "helper_mod.py").write_text("offset = 1000\n")
-    second = ContextFile.from_path(context)
+    """In one process (a warm server), as the live backend reloads."""
+    for name, offset in (("a", 1), ("b", 5)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "helper_mod.py").write_text(f"offset = {offset}\n")
+        (tmp_path / name / "context.py").write_text(CONTEXT)
+    first = ContextFile.from_path(tmp_path / "a" / "context.py")
+    (tmp_path / "a" / "helper_mod.py").write_text("offset = 1000\n")
+    second = ContextFile.from_path(tmp_path / "a" / "context.py")
+    other = ContextFile.from_path(tmp_path / "b" / "context.py")   # another folder's module
     assert first.vars["shifted"].func(None, n=1) == 2
     assert second.vars["shifted"].func(None, n=1) == 1001
+    assert other.vars["shifted"].func(None, n=1) == 6
 
 
 def test_context_python_evaluations_have_the_time_limit_and_clean_up(damnit_folder,
