@@ -1,14 +1,105 @@
-"""Small tools shared by the benchmarks: wall time and peak memory of a process tree."""
+"""Small tools shared by the benchmarks: running commands, wall time and peak memory of a
+process tree, the machine's load."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+#: The 25-variable context every benchmark evaluates.
+CONTEXT = REPO / "damnit_dagster" / "templates" / "context_25vars.py"
+#: The project's venv (or whichever runs the benchmark): its ``bin`` folder.
+BIN = Path(sys.executable).parent
+#: The mock proposal ``compare_damnit.py`` reprocesses.
+PROPOSAL = 1234
+MiB = 2 ** 20
+
+
+def log(msg: str) -> None:
+    """A progress line on stderr (tables go to stdout)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
+    """``condition()`` until it is true (returned); ``RuntimeError`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise RuntimeError(f"{what}: not within {timeout:g} s")
+
+
+def run(cmd, *, env, cwd=None, logfile: Path, timeout: float = 120) -> str:
+    """Run ``cmd`` (must succeed), its output appended to ``logfile``; returns the output."""
+    cmd = [str(c) for c in cmd]
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    with open(logfile, "a") as f:
+        f.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                           f"{(proc.stdout + proc.stderr)[-3000:]}")
+    return proc.stdout
+
+
+def fresh(path: Path) -> Path:
+    """``path`` as a new empty folder."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def tail(path: Path, n: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except FileNotFoundError:
+        return "(none)"
+
+
+def folder_name(folder: Path) -> str:
+    """p002001 for .../p002001/usr/Shared/amore, else the folder's name."""
+    for part in reversed(folder.parts):
+        if part.startswith("p00"):
+            return part
+    return folder.name
+
+
+def check_stored(folder: Path, proposal: int, nruns: int, who: str) -> None:
+    """Every run 1..nruns has rows in ``run_variables`` (a benchmark of work not done is
+    void)."""
+    with sqlite3.connect(folder / "runs.sqlite") as conn:
+        done = {r for (r,) in conn.execute(
+            "SELECT DISTINCT run FROM run_variables WHERE proposal = ?", (proposal,))}
+    missing = sorted(set(range(1, nruns + 1)) - done)
+    if missing:
+        raise RuntimeError(f"{who}: no results for runs {missing} in {folder}/runs.sqlite")
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    """Process ``pid`` and its descendants (none if it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def tree_sample(pid: int, pss: bool = False) -> tuple[int, int | None, dict]:
@@ -17,11 +108,9 @@ def tree_sample(pid: int, pss: bool = False) -> tuple[int, int | None, dict]:
 
     The RSS sum counts a page shared by forked processes once per process; the PSS
     (proportional set size) sum counts it once in all: the memory the tree really uses.
-    PSS costs the kernel a walk of each process's pages (~1.5 ms per 400 MiB)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
+    PSS costs the kernel a walk of each process's pages, so it is slower to read."""
+    procs = tree(pid)
+    if not procs:
         return 0, None, {}
     rss, pss_sum, cpu = 0, 0 if pss else None, {}
     for proc in procs:

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "support"))
+sys.path.insert(0, str(REPO / "tests"))
 
-from backend import running_backend  # noqa: E402
+from support.backend import running_backend  # noqa: E402
 
 #: DAMNIT 0.4.0, migration event -> raw variables in the DB (research xfel-data.md §4).
 DAMNIT_040 = (5.5, 6.7)
@@ -37,7 +37,8 @@ STAGES = ("requested", "launched", "worker", "started", "finished", "seen")
 VARIABLES = {"xgm_intensity", "pulses"}
 
 #: Instance settings compared (merged over dagster_home/dagster.yaml).
-FORK = {"run_launcher": {"module": "damnit_dagster.plugins.launcher", "class": "ForkServerRunLauncher"}}
+FORK = {"run_launcher": {"module": "damnit_dagster.plugins.launcher",
+                         "class": "ForkServerRunLauncher"}}
 CONFIGS = {   # name: (stock dagster-daemon?, instance config)
     "stock daemon, default launcher": (True, {}),
     "fast sensor loop, default launcher": (False, {}),

@@ -54,7 +54,8 @@ sys.exit(main())
 
 def cpu_seconds() -> float:
     """CPU time of this process and its waited-for children."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
@@ -115,8 +116,10 @@ def backfill_daemon(folder: Path, runs: list[int], home: Path, backfill_loop: fl
 
     env = {**os.environ, "DAGSTER_HOME": str(home), "DAMNIT_DIR": str(folder)}
     workspace = ["run", "-w", str(REPO / "workspace.yaml")]
-    cmd = ([sys.executable, "-c", DAEMON_WITH_LOOP, str(backfill_loop), *workspace]
-           if backfill_loop else [sys.executable, "-m", "damnit_dagster.plugins.daemon", *workspace])
+    if backfill_loop:
+        cmd = [sys.executable, "-c", DAEMON_WITH_LOOP, str(backfill_loop), *workspace]
+    else:
+        cmd = [sys.executable, "-m", "damnit_dagster.plugins.daemon", *workspace]
     with open(log, "ab") as log_file:
         daemon = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                   start_new_session=True)
@@ -131,7 +134,8 @@ def backfill_daemon(folder: Path, runs: list[int], home: Path, backfill_loop: fl
             t0 = time.time()
             reprocess(folder, runs, instance=instance, timeout=3600, poll=0.5)
             total = time.time() - t0
-            record = next(r for r in instance.get_run_records() if r.dagster_run.run_id not in before)
+            record = next(r for r in instance.get_run_records()
+                          if r.dagster_run.run_id not in before)
             created = record.create_timestamp.timestamp()
             stages = {"daemon pick-up": created - t0,
                       "run start": record.start_time - created,
@@ -200,14 +204,17 @@ def main():
         print(f"\n{len(runs)} runs, 25-variable context, median of {args.repeat} "
               f"(end to end: 1 pass; {', '.join(settings)}); load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
-        print("| how | wall (s) | wall per run (s) | wall vs floor | CPU per run (s) | CPU vs floor |")
+        print("| how | wall (s) | wall per run (s) | wall vs floor | CPU per run (s) "
+              "| CPU vs floor |")
         print("| --- | --- | --- | --- | --- | --- |")
         for name, values in times.items():
             wall = statistics.median(w for w, _ in values)
             cpu = statistics.median(c for _, c in values)
-            cpu_cells = (f"{cpu / len(runs):.3f} | {cpu / cpu0:.2f}x" if name != "reprocess() end to end"
+            cpu_cells = (f"{cpu / len(runs):.3f} | {cpu / cpu0:.2f}x"
+                         if name != "reprocess() end to end"
                          else "- | -")   # the daemon's own CPU is not counted here
-            print(f"| {name} | {wall:.1f} | {wall / len(runs):.3f} | {wall / wall0:.2f}x | {cpu_cells} |")
+            print(f"| {name} | {wall:.1f} | {wall / len(runs):.3f} | {wall / wall0:.2f}x "
+                  f"| {cpu_cells} |")
         if stages:
             print("\nend to end: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
     finally:

@@ -1,10 +1,11 @@
 """What storing one run's results costs, next to what computing them costs.
 
-For each mock run: evaluate the 25-variable baseline context (``damnit_dagster/templates/context_25vars.py``)
-in-process ("compute"), write the fragment ("fragment"), store it into a new run file
-("store new": lock, merge into a temporary file, fsync, rename, one SQLite transaction),
-then store the same results again into the now existing file ("store again", the cost of
-a re-run, which copies the whole run file). Sizes are of the run file.
+For each mock run: evaluate the 25-variable baseline context
+(``damnit_dagster/templates/context_25vars.py``) in-process ("compute"), write the
+fragment ("fragment"), store it into a new run file ("store new": lock, merge into a
+temporary file, fsync, rename, one SQLite transaction), then store the same results again
+into the now existing file ("store again", the cost of a re-run, which copies the whole
+run file). Sizes are of the run file.
 
     python benchmarks/storage_cost.py [--runs 1-3] [--ntrains 100] [--keep DIR]
 """
