@@ -7,7 +7,7 @@ before the first run is evaluated. The command therefore forks an
 :class:`EvaluationServer` first, before it imports Dagster: on the other core, the server
 loads the user's side, describes the context file for the command, and then forks one
 child per run, exactly as a step forks from its own warm process
-(:func:`damnit_dagster.execution.process_run.evaluate_in_child`).
+(:func:`damnit_dagster.execution.forked.evaluate_in_child`).
 
 The protocol is JSON lines over a socket pair: ``{"id", "describe": path}`` answered with
 ``{"id", "result"}`` (:func:`damnit_dagster.execution.describe.describe_file`'s), and
@@ -63,7 +63,7 @@ class EvaluationServer:
 
     def evaluate(self, **request) -> dict:
         """Fork a child evaluating ``request`` (the arguments of
-        :func:`~damnit_dagster.execution.process_run.evaluate_in_child`, JSON-safe); how it ended (as
+        :func:`~damnit_dagster.execution.forked.evaluate_in_child`, JSON-safe); how it ended (as
         that function returns it)."""
         answer = self._ask({"evaluate": request})
         if "error" in answer:
@@ -124,8 +124,8 @@ def _serve(sock: socket.socket, damnit_dir: Path, context_path: Path) -> int:
     evaluations and warm up the renderer."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C is for the command and the runs
     from damnit_dagster.execution.describe import describe_file
+    from damnit_dagster.execution.forked import evaluate_in_child, load_for_evaluation
     from damnit_dagster.execution.limits import kill_group
-    from damnit_dagster.execution.process_run import evaluate_in_child, load_for_evaluation
 
     send_lock = threading.Lock()
     writer = sock.makefile("w", encoding="utf-8")

@@ -21,19 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from damnit_dagster.execution import environment, process_log
-from damnit_dagster.execution.limits import (
-    DEFAULT_TIME,
+from damnit_dagster.execution.evaluator import (
+    Ended,
     Evaluation,
     ExecutionError,
-    Limits,
-    discard,
-    has_results,
-    keep_finished,
-    new_fragment_path,
-    report_path,
-    take_report,
+    Request,
+    evaluate,
 )
-from damnit_dagster.storage.layout import DamnitPaths
+from damnit_dagster.execution.limits import DEFAULT_TIME, Limits
 
 #: States after which a job never runs again.
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
@@ -325,81 +320,65 @@ def cancel(job: SlurmJob) -> None:
     _slurm(["scancel", *job._cluster_opts(), job.job_id])
 
 
+class SlurmEvaluator:
+    """The runner in a Slurm job ``r{R}-p{P}-damnit``, followed until it ends (the job
+    writes its own header to the process log, with its id). When the caller is
+    interrupted (the Dagster run is terminated) or ``timeout`` seconds pass, the job is
+    cancelled."""
+
+    #: A Slurm job is held to its own limits (``--time``), not the folder's local ones.
+    limits = None
+
+    def __init__(self, settings: dict, *, poll: float = 0.2, timeout: float | None = None):
+        self.slurm = SlurmSettings.from_settings(settings)
+        self.time_limit = Limits.from_settings(settings)
+        self.python = environment.resolve_python(settings.get("context_python"))
+        environment.check_python(self.python)
+        self.poll, self.timeout = poll, timeout
+
+    def header(self, request) -> None:
+        return None
+
+    def run(self, request, *, fragment: Path, report: Path, log: Path, echo) -> Ended:
+        cmd = environment.runner_command(
+            self.python, request.context_file, request.proposal, request.run, request.data,
+            fragment=fragment, report=report, variables=request.variables,
+            match=request.match, cluster=request.cluster)
+        log_offset = log.stat().st_size
+        job = submit(cmd, proposal=request.proposal, run=request.run, log_path=log,
+                     settings=self.slurm, cwd=request.damnit_dir, env=environment.runner_env(),
+                     note=f"{'cluster ' if request.cluster else ''}variables, "
+                          f"data={request.data}; python: {self.python}")
+        if echo is not None:
+            echo.write(f"Submitted Slurm job {job.job_id} ({job.name}) for run "
+                       f"{request.run}; log: {log}\n")
+        try:
+            end = wait(job, poll=self.poll, timeout=self.timeout, echo=echo,
+                       log_offset=log_offset)
+        except BaseException as e:  # interrupted, or the timeout: do not leave the job behind
+            cancel(job)
+            if isinstance(e, TimeoutError):
+                raise ExecutionError(f"{e}; see {log}") from None
+            raise
+        if end.ok:
+            return Ended(ok=True)
+        timed_out = end.state == "TIMEOUT"
+        return Ended(ok=False, timed_out=timed_out,
+                     stopped=self.time_limit.timed_out() if timed_out else end.describe(),
+                     error_type=lambda message: JobFailed(message, end))
+
+
 def evaluate_in_slurm(damnit_dir, proposal: int, run: int, data: str = "all", *,
                       variables=(), match=(), cluster: bool | None = True,
                       settings: dict | None = None, context_path=None, echo=True,
                       poll: float = 0.2, timeout: float | None = None) -> Evaluation:
     """Evaluate the selected variables of one run (default: the ``cluster=True`` ones and
-    those depending on them) in a Slurm job, wait for it, and return the
-    :class:`Evaluation` whose fragment the caller stores like any other.
-
-    The job's output goes to ``process_logs/r{R}-p{P}.out``, and is copied to ``echo``
-    while it runs (default ``sys.stderr``: Dagster's compute log). If the caller is
-    interrupted (e.g. the Dagster run is terminated) the job is cancelled. Raises
+    those depending on them) in a Slurm job (see :func:`.evaluator.evaluate`). Raises
     :class:`JobFailed` (failed, cancelled, timed out, lost: the message says which and
-    names the log), :class:`ExecutionError` when ``timeout`` (seconds) passed first
-    (the job is cancelled), :class:`SlurmError` when the job cannot be submitted,
-    ``ContextPythonError`` for an unusable ``context_python``.
-    """
+    names the log) when it left nothing to keep, :class:`ExecutionError` when ``timeout``
+    (seconds) passed first, :class:`SlurmError` when the job cannot be submitted,
+    ``ContextPythonError`` for an unusable ``context_python``."""
     settings = settings or {}
-    slurm = SlurmSettings.from_settings(settings)
-    python = environment.resolve_python(settings.get("context_python"))
-    environment.check_python(python)
-    paths = DamnitPaths(damnit_dir)
-    context_path = Path(context_path or paths.context_file).absolute()
-    echo = process_log.resolve_echo(echo)
-    log = process_log.ensure_log(paths.root, proposal, run)
-    fragment = new_fragment_path(paths.root, proposal, run)
-    report_file = report_path(fragment)
-    cmd = environment.runner_command(
-        python, context_path, proposal, run, data, fragment=fragment, report=report_file,
-        variables=variables, match=match, cluster=cluster)
-
-    t0 = time.monotonic()
-    log_offset = log.stat().st_size
-    try:
-        job = submit(cmd, proposal=proposal, run=run, log_path=log, settings=slurm,
-                     cwd=paths.root, env=environment.runner_env(),
-                     note=f"{'cluster ' if cluster else ''}variables, data={data}; "
-                          f"python: {python}")
-    except SlurmError as e:
-        discard(fragment, report_file)
-        process_log.append(paths.root, proposal, run, f"Processing r{run} failed: {e}",
-                           echo=echo)
-        raise
-    if echo is not None:
-        echo.write(f"Submitted Slurm job {job.job_id} ({job.name}) for run {run}; "
-                   f"log: {log}\n")
-    try:
-        end = wait(job, poll=poll, timeout=timeout, echo=echo, log_offset=log_offset)
-    except BaseException as e:  # interrupted, or the timeout: do not leave the job behind
-        cancel(job)
-        discard(fragment, report_file)
-        if isinstance(e, TimeoutError):
-            process_log.append(paths.root, proposal, run, f"Processing r{run} failed: {e}")
-            raise ExecutionError(f"{e}; see {log}") from None
-        raise
-    duration = time.monotonic() - t0
-    report = take_report(report_file)
-    if not end.ok and report and report.get("partial"):   # what the job finished is kept
-        stopped = (Limits.from_settings(settings).timed_out() if end.state == "TIMEOUT"
-                   else end.describe())
-        report = keep_finished(fragment, report, stopped, TimeoutError
-                               if end.state == "TIMEOUT" else ChildProcessError)
-        process_log.append(paths.root, proposal, run, f"Run {run}: {stopped}; the variables "
-                           "it had finished are kept")
-        return Evaluation(report=report, fragment=fragment, log=log, duration=duration)
-    if not end.ok or not has_results(report):
-        discard(fragment)
-        reason = end.describe()
-        if report and report.get("error"):
-            reason += f": {report['error']}"
-        elif end.ok:
-            reason += " but wrote no results"
-        process_log.append(paths.root, proposal, run, f"Processing r{run} failed: {reason}")
-        raise JobFailed(f"{reason}; see {log}", end)
-    process_log.append(paths.root, proposal, run,
-                       f"----- r{run}: Slurm job {job.job_id} COMPLETED in {duration:.2f} s "
-                       "-----")
-    return Evaluation(report=report, fragment=fragment, log=log, duration=duration)
-
+    request = Request(Path(damnit_dir), int(proposal), int(run), data, tuple(variables),
+                      tuple(match), cluster, settings, context_path)
+    return evaluate(SlurmEvaluator(settings, poll=poll, timeout=timeout), request, echo=echo)

@@ -92,7 +92,7 @@ def test_one_run_writes_files_damnit_reads_and_ui_metadata(folder, instance):
     assert mats["image"].metadata["hdf5"].value.endswith("extracted_data/p1234_r3.h5")
     # the user's print and a header land in the run's process log
     log = (path / "process_logs" / "r3-p1234.out").read_text()
-    assert "computing the XGM intensity" in log and "processing r3 p1234" in log
+    assert "computing the XGM intensity" in log and "Processing r3 (p1234)" in log
 
 
 def test_a_failing_variable_fails_only_itself_and_a_skip_is_not_a_failure(folder, instance):

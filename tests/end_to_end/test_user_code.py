@@ -20,7 +20,7 @@ import h5py
 import pytest
 
 from context_loader.contextfile import ContextFile
-from damnit_dagster.execution.limits import evaluate_local
+from damnit_dagster.execution.context_python import evaluate_local
 from damnit_dagster.execution.process_run import evaluate_and_store
 from support.folders import make_damnit_folder
 from support.paths import REPO

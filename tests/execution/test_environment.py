@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from damnit_dagster.execution.context_python import evaluate_local
 from damnit_dagster.execution.environment import (
     PROJECT_ROOT,
     ContextPythonError,
@@ -14,7 +15,6 @@ from damnit_dagster.execution.environment import (
     runner_command,
     runner_env,
 )
-from damnit_dagster.execution.limits import evaluate_local
 from damnit_dagster.storage.writer import store_fragment
 
 CONTEXT = textwrap.dedent("""

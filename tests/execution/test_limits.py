@@ -6,7 +6,9 @@ import textwrap
 import h5py
 import pytest
 
-from damnit_dagster.execution.limits import ExecutionError, Limits, evaluate_local
+from damnit_dagster.execution.context_python import evaluate_local
+from damnit_dagster.execution.evaluator import ExecutionError
+from damnit_dagster.execution.limits import Limits
 from damnit_dagster.storage.settings import SettingError
 from damnit_dagster.storage.writer import store_fragment
 
@@ -137,7 +139,7 @@ def test_broken_context_is_a_clear_failure(damnit_dir, mock_proposal):
     (damnit_dir / "context.py").write_text("from damnit_ctx import Variable\n"
                                            "@Variable()\ndef a(run, x: 'var#nope'):\n"
                                            "    return 1\n")
-    with pytest.raises(ExecutionError, match=r"failed \(exit 1\).*nope"):
+    with pytest.raises(ExecutionError, match=r"exited with status 1: .*nope"):
         evaluate_local(damnit_dir, mock_proposal.proposal, 1, echo=None)
 
 

@@ -1,0 +1,157 @@
+"""Evaluations forked from a warm process: this one (a Dagster step's, which has loaded
+the context file once) or a command's evaluation server (:mod:`.fork_server`).
+
+The child pins itself to ``noncluster_cpus`` cores and may allocate ``noncluster_mem`` on
+top of what it inherited (``RLIMIT_DATA``), so a greedy variable gets a MemoryError (its
+own error; the others are stored) and a crash of user code cannot take the caller down.
+It leads its own process group, killed when it ends or at the time limit
+(``slurm_time``), so no process it started outlives it.
+"""
+from __future__ import annotations
+
+import functools
+import gc
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+from damnit_dagster.execution.describe import file_sha
+from damnit_dagster.execution.evaluator import Ended, Request, report_path
+from damnit_dagster.execution.limits import Limits, process_end, wait_for_group
+from damnit_dagster.execution.process_log import header
+
+_LOADING = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(path: str, sha: str | None, import_dir: str):
+    from context_loader.contextfile import ContextFile
+    from context_loader.runner import warm_up
+
+    warm_up()
+    ctx = ContextFile.from_path(path, import_dir)
+    gc.freeze()  # children forked from here: their collector leaves these pages shared
+    return ctx
+
+
+def load_for_evaluation(context_path, damnit_dir):
+    """The context file loaded in this warm process (modules in ``damnit_dir``
+    importable from it), loaded once while its content is unchanged (a step covering
+    many runs loads the user's code once, the first of its threads for all): children
+    forked to evaluate runs inherit it, and the renderer's warm-up
+    (:func:`context_loader.runner.warm_up`)."""
+    with _LOADING:
+        return _loaded(str(context_path), file_sha(context_path), str(damnit_dir))
+
+
+def _die_with_parent() -> None:
+    """In a forked child: be killed if the thread that forked it ends (the caller died),
+    so that no evaluation runs on unwatched, past its time limit."""
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def evaluate_in_child(*, damnit_dir, context_path, proposal: int, run: int, data: str,
+                      variables: list[str], fragment: str, log: str, settings: dict,
+                      track=None) -> dict:
+    """Evaluate in a child forked from this (warm) process, under the folder's limits;
+    returns ``{"exit": the child's exit code (negative: killed by that signal),
+    "timed_out": whether it reached the time limit}`` (the arguments are JSON-safe, as an
+    evaluation server receives them). The child's output is appended to the process log ``log``; its report goes next to ``fragment``
+    (:func:`.evaluator.report_path`). ``track(pid, alive)`` is told when the child
+    runs (``alive`` True) and, before it is reaped, when it has ended.
+    """
+    from context_loader import runner
+
+    ctx = load_for_evaluation(context_path, damnit_dir)
+    limits = Limits.from_settings(settings)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 1
+        try:
+            os.setpgid(0, 0)
+            _die_with_parent()
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a server ignores it
+            with open(log, "a", encoding="utf-8", errors="replace") as log_file:
+                os.dup2(log_file.fileno(), 1)
+                os.dup2(log_file.fileno(), 2)
+            sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+            sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+            logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            limits.apply_to_this_process(on_top_of_current=True)
+            os.chdir(damnit_dir)  # the user's relative paths and local imports, as in DAMNIT
+            os.umask(0)
+            runner.execute(ctx, proposal, run, data, variables=tuple(variables),
+                           fragment_path=str(fragment), report_path=report_path(Path(fragment)))
+            status = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    try:
+        os.setpgid(pid, pid)   # the child does it too; whichever comes first
+    except OSError:
+        pass
+    track = track or (lambda pid, alive: None)
+    try:
+        track(pid, True)
+        timed_out = wait_for_group(pid, limits.time)
+    finally:
+        track(pid, False)
+        _, wait_status = os.waitpid(pid, 0)
+    return {"exit": os.waitstatus_to_exitcode(wait_status), "timed_out": timed_out}
+
+
+class ForkedEvaluator:
+    """The runner in a child forked from this process, or from ``server`` (a
+    :class:`.fork_server.EvaluationServer`) when given."""
+
+    def __init__(self, settings: dict, server=None):
+        self.settings, self.server = settings, server
+        self.limits = Limits.from_settings(settings)   # a bad setting is the run's error
+
+    def header(self, request: Request) -> str:
+        limits = self.limits
+        return (f"{header(request.proposal, request.run)}\nvariables "
+                f"{','.join(request.variables) or '(all)'}, data={request.data}, limits: "
+                f"{limits.cpus} CPU cores, {limits.mem_text} memory, {limits.time_text}; "
+                f"forked from a warm process")
+
+    def run(self, request: Request, *, fragment: Path, report: Path, log: Path,
+            echo) -> Ended:
+        start = log.stat().st_size
+        child = dict(damnit_dir=str(request.damnit_dir), context_path=str(request.context_file),
+                     proposal=request.proposal, run=request.run, data=request.data,
+                     variables=list(request.variables), fragment=str(fragment), log=str(log),
+                     settings=self.settings)
+        end = (self.server.evaluate(**child) if self.server is not None
+               else evaluate_in_child(**child))
+        _copy_new_output(log, start, echo)
+        if end["exit"] == 0 and not end["timed_out"]:
+            return Ended(ok=True)
+        stopped = (self.limits.timed_out() if end["timed_out"]
+                   else process_end(request.run, end["exit"], self.limits))
+        return Ended(ok=False, stopped=stopped, timed_out=end["timed_out"])
+
+
+def _copy_new_output(log: Path, start: int, echo) -> None:
+    """Show what the child appended to the process log in ``echo`` (Dagster's compute log)."""
+    if echo is None:
+        return
+    with open(log, encoding="utf-8", errors="replace") as f:
+        f.seek(start)
+        echo.write(f.read())
+    echo.flush()
