@@ -62,7 +62,7 @@ def main(argv=None) -> int:
         return 0
 
     try:
-        report = runner.execute(
+        runner.execute(
             args.context, args.proposal, args.run, args.data, variables=args.var,
             match=args.match, cluster=args.cluster, fragment_path=args.fragment,
             report_path=args.report, logger=log)

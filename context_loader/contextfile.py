@@ -75,7 +75,8 @@ class ContextFile:
         try:
             code = Path(path).read_text()
         except (OSError, UnicodeDecodeError) as e:
-            raise ContextFileErrors([f"{path}: cannot read the context file: {e}"], path)
+            raise ContextFileErrors([f"{path}: cannot read the context file: {e}"],
+                                    path) from None
         return cls.from_str(code, path, Path(path).parent if import_dir is None else import_dir)
 
     @classmethod

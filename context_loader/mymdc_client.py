@@ -3,7 +3,8 @@
 It makes the same calls as DAMNIT 0.4.0 (through ``extra_proposal``), with the proposal's
 API token from ``<proposal>/usr/mymdc-credentials.yml`` (keys ``token`` and ``server``)::
 
-    GET {server}/api/mymdc/proposals/by_number/{P}/runs/{R}  -> {"runs": [{"id", "sample_id", "experiment_id"}]}
+    GET {server}/api/mymdc/proposals/by_number/{P}/runs/{R}
+        -> {"runs": [{"id", "sample_id", "experiment_id"}]}
     GET {server}/api/mymdc/samples/{sample_id}               -> {"name"}        (sample_name)
     GET {server}/api/mymdc/experiments/{experiment_id}       -> {"name"}        (run_type)
     GET {server}/api/mymdc/runs/{id}                         -> {"techniques"}  (techniques)

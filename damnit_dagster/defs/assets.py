@@ -196,7 +196,8 @@ def context_file_asset(snapshot: ContextSnapshot, proposal: int) -> dg.AssetSpec
         description = ("The current context.py has errors; the last good version is still "
                        f"served.\n\n```\n{snapshot.error}\n```")
     else:
-        description = f"The context file has errors and no earlier version loaded.\n\n```\n{snapshot.error}\n```"
+        description = ("The context file has errors and no earlier version loaded."
+                       f"\n\n```\n{snapshot.error}\n```")
     metadata = {"path": dg.MetadataValue.path(str(snapshot.damnit_dir / "context.py")),
                 "status": "error" if snapshot.error else "ok",
                 "variables": len(snapshot.variables)}

@@ -63,7 +63,8 @@ def run_folder(proposal_dir: Path, event: RunEvent) -> Path:
 
 
 def plan_tick(events: list[RunEvent], cursor: SensorCursor, proposal_dir: Path | None,
-              now: float, settings: EventSensorSettings, log) -> tuple[list[RunEvent], SensorCursor]:
+              now: float, settings: EventSensorSettings,
+              log) -> tuple[list[RunEvent], SensorCursor]:
     """Decide which events to act on this tick; returns them and the next cursor.
 
     Pure function of its inputs (besides checking folders), so it is easy to test.
@@ -94,7 +95,8 @@ def plan_tick(events: list[RunEvent], cursor: SensorCursor, proposal_dir: Path |
 
 def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicPartitionsDefinition,
                        jobs, proposal_dir: Path | None,
-                       settings: EventSensorSettings = EventSensorSettings()) -> dg.SensorDefinition:
+                       settings: EventSensorSettings = EventSensorSettings(),
+                       ) -> dg.SensorDefinition:
     """The sensor for one proposal reading the inbox at ``inbox_path``.
 
     ``jobs`` must contain the jobs named ``raw`` and ``proc``; when it also has
@@ -142,7 +144,8 @@ def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicP
         requests = [request for e in events for request in requests_for(e)]
         return dg.SensorResult(
             run_requests=requests,
-            dynamic_partitions_requests=[partitions_def.build_add_request(new_keys)] if new_keys else [],
+            dynamic_partitions_requests=(
+                [partitions_def.build_add_request(new_keys)] if new_keys else []),
             cursor=new_cursor.dump())
 
     return run_events_sensor

@@ -65,5 +65,6 @@ def _describe_subprocess(path: Path, damnit_dir: Path, context_python: str) -> d
         if result is None:
             tail = (proc.stderr or proc.stdout).strip()[-2000:]
             return {"ok": False, "problems": [
-                f"{path}: describing with {context_python} failed (exit {proc.returncode}): {tail}"]}
+                f"{path}: describing with {context_python} failed "
+                f"(exit {proc.returncode}): {tail}"]}
         return result

@@ -65,7 +65,8 @@ def evaluate_in_child(*, damnit_dir, context_path, proposal: int, run: int, data
     """Evaluate in a child forked from this (warm) process, under the folder's limits;
     returns ``{"exit": the child's exit code (negative: killed by that signal),
     "timed_out": whether it reached the time limit}`` (the arguments are JSON-safe, as an
-    evaluation server receives them). The child's output is appended to the process log ``log``; its report goes next to ``fragment``
+    evaluation server receives them). The child's output is appended to the process log
+    ``log``; its report goes next to ``fragment``
     (:func:`.evaluator.report_path`). ``track(pid, alive)`` is told when the child
     runs (``alive`` True) and, before it is reaped, when it has ended.
     """

@@ -54,7 +54,8 @@ log = logging.getLogger("damnit")
 
 LOCATION = "damnit"
 BIN = Path(sys.executable).parent
-#: Dagster's daemon with a faster sensor loop and the warm run launcher (damnit_dagster.plugins.daemon).
+#: Dagster's daemon with a faster sensor loop and the warm run launcher
+#: (damnit_dagster.plugins.daemon).
 DAEMON = [sys.executable, "-m", "damnit_dagster.plugins.daemon"]
 #: The exit status of a backend that cannot start for a reason a restart does not fix
 #: (``EX_CONFIG``); Supervisor is told not to restart it.

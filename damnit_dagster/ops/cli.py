@@ -166,7 +166,8 @@ def event(folder: Folder, kind, runs):
 
 def sync_context(folder: Folder, describe=None) -> list[str]:
     """Load context.py (in the folder's context_python, or with ``describe``, see
-    :func:`damnit_dagster.execution.describe.describe_file`) and store its variables in runs.sqlite, as
+    :func:`damnit_dagster.execution.describe.describe_file`) and store its variables in
+    runs.sqlite, as
     DAMNIT's read-context does; returns the saved variables' names.
 
     Raises a ClickException listing every problem of the file, which changes nothing.

@@ -277,5 +277,6 @@ def stop(damnit_dir, *, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while pid is not None and _alive(pid):
         if time.monotonic() > deadline:
-            raise SupervisorError(f"supervisord (pid {pid}) still runs {timeout:g} s after shutdown")
+            raise SupervisorError(
+                f"supervisord (pid {pid}) still runs {timeout:g} s after shutdown")
         time.sleep(0.1)

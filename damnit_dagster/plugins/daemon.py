@@ -7,7 +7,8 @@ so a new-data event would wait 2.5 s on average before its run is even requested
 entry point sets that loop time to ``$DAMNIT_SENSOR_LOOP_SECONDS`` (default
 :data:`SENSOR_LOOP_SECONDS`) and then runs the stock ``dagster-daemon`` command with the
 same arguments; everything else is Dagster's. With the fork-server run launcher
-configured, its warm process is started here too (:func:`prewarm_run_workers`). An idle tick costs one gRPC call to the code
+configured, its warm process is started here too (:func:`prewarm_run_workers`). An idle
+tick costs one gRPC call to the code
 server and one skipped-tick row (purged after a day, see ``retention`` in dagster.yaml).
 """
 from __future__ import annotations

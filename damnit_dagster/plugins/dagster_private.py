@@ -43,7 +43,8 @@ NAMES: dict[str, tuple[str, str | None]] = {
     "BACKFILL_ID_TAG": ("dagster._core.storage.tags", "BACKFILL_ID_TAG"),
     "ASSET_PARTITION_RANGE_START_TAG": ("dagster._core.storage.tags",
                                         "ASSET_PARTITION_RANGE_START_TAG"),
-    "ASSET_PARTITION_RANGE_END_TAG": ("dagster._core.storage.tags", "ASSET_PARTITION_RANGE_END_TAG"),
+    "ASSET_PARTITION_RANGE_END_TAG": ("dagster._core.storage.tags",
+                                      "ASSET_PARTITION_RANGE_END_TAG"),
     "make_new_backfill_id": ("dagster._core.utils", "make_new_backfill_id"),
     "make_new_run_id": ("dagster._core.utils", "make_new_run_id"),
     # the provenance tags of materialisations (defs/outcomes.py)

@@ -3,7 +3,8 @@
 Dagster's default launcher asks the code server to *spawn* a fresh Python process per run,
 which imports Dagster, loads the code location and later the scientific stack (extra_data,
 xarray, h5py, EXtra components, matplotlib): seconds before the first variable is
-evaluated (see benchmarks/results.md). :class:`ForkServerRunLauncher` keeps one *zygote* process that has
+evaluated (see benchmarks/results.md). :class:`ForkServerRunLauncher` keeps one *zygote*
+process that has
 already imported all of that and forks a child per run. The child runs Dagster's standard
 run worker body (the one ``dagster api execute_run`` uses): it loads the code location
 from the run's origin (so a changed ``context.py`` is seen), reports "Started process for
@@ -172,7 +173,8 @@ def zygote_main(request_fd: int, answer_fd: int, preload: Sequence[str]) -> None
     try:
         _warm_up(json.loads(first)["warm_up"])
     except Exception as e:  # the children will meet the problem again and report it
-        print(f"damnit_dagster.plugins.launcher: warm-up failed: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"damnit_dagster.plugins.launcher: warm-up failed: {type(e).__name__}: {e}",
+              file=sys.stderr)
     gc.collect()
     gc.freeze()   # the preloaded objects are never collected: children keep them shared
     answers.write(json.dumps({"ready": os.getpid()}) + "\n")
@@ -374,5 +376,6 @@ class ForkServerRunLauncher(RunLauncher, ConfigurableClass):
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["--zygote"] or len(sys.argv) < 4:
-        sys.exit("usage: python -m damnit_dagster.plugins.launcher --zygote REQUEST_FD ANSWER_FD [MODULE...]")
+        sys.exit("usage: python -m damnit_dagster.plugins.launcher --zygote REQUEST_FD "
+                 "ANSWER_FD [MODULE...]")
     zygote_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])

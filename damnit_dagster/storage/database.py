@@ -52,7 +52,8 @@ class Metameta(MutableMapping):
     def __setitem__(self, key, value):
         with self._db.transaction():
             self._db.conn.execute(
-                "INSERT INTO metameta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                "INSERT INTO metameta VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value=excluded.value",
                 (key, value))
 
     def __delitem__(self, key):

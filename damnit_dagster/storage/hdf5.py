@@ -147,7 +147,8 @@ class _Copier:
         attachments = [(d.name, i, d.dims[i].label, [s.name for s in d.dims[i].values()])
                        for d in datasets for i in range(d.ndim)
                        if d.dims[i].label or len(d.dims[i])]
-        src_ids = [int(v) for d in datasets for v in np.atleast_1d(d.attrs.get("_Netcdf4Dimid", []))]
+        src_ids = [int(v) for d in datasets
+                   for v in np.atleast_1d(d.attrs.get("_Netcdf4Dimid", []))]
         offset = self.next_dimid
 
         # Attributes hold references into the source file: copy without them, rebuild.

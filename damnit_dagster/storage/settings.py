@@ -97,7 +97,8 @@ SETTINGS = {
     "noncluster_cpus": (_positive_int, "CPU cores a non-cluster variable may use (default 4)"),
     "noncluster_mem": (_memory, "memory a non-cluster variable may use (default 25G)"),
     "slurm_partition": (_name, "Slurm partition for cluster=True variables"),
-    "slurm_reservation": (_name, "Slurm reservation for cluster=True variables (wins over the partition)"),
+    "slurm_reservation": (_name, "Slurm reservation for cluster=True variables (wins over "
+                                 "the partition)"),
     "slurm_time": (_slurm_time, "time limit of every evaluation of a run, Slurm jobs and "
                                 "local ones alike (default 02:00:00)"),
     "slurm_clusters": (_name, "value of sbatch --clusters (unset: not passed)"),
@@ -118,7 +119,8 @@ def parse_setting(key: str, value: str) -> str:
     """Check ``value`` for ``key``; return what to store, or raise :class:`SettingError`."""
     key = normalise_key(key)
     if key not in SETTINGS:
-        raise SettingError(f"unknown setting {key!r}; known settings: {', '.join(sorted(SETTINGS))}")
+        raise SettingError(f"unknown setting {key!r}; known settings: "
+                           f"{', '.join(sorted(SETTINGS))}")
     parser, _ = SETTINGS[key]
     try:
         return parser(value)

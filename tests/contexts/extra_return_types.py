@@ -108,13 +108,15 @@ def frame(run):
 
 @Variable(title="Preview DA")
 def preview_da(run):
-    return Cell(np.arange(24.0).reshape(2, 3, 4), preview=xr.DataArray(np.arange(5.0), dims="x", name="p"))
+    return Cell(np.arange(24.0).reshape(2, 3, 4),
+                preview=xr.DataArray(np.arange(5.0), dims="x", name="p"))
 
 
 @Variable(title="Preview fig")
 def preview_fig(run):
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(2, 2)); fig.add_subplot().plot([1, 2, 3])
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().plot([1, 2, 3])
     return Cell(np.arange(6.0), preview=fig)
 
 
@@ -160,7 +162,8 @@ def slash_name(run):
 
 @Variable(title="Dataset attrs")
 def ds_attrs(run):
-    return xr.Dataset({"v": ("t", np.arange(4))}, coords={"t": np.arange(4) * 2}, attrs={"source": "x"})
+    return xr.Dataset({"v": ("t", np.arange(4))}, coords={"t": np.arange(4) * 2},
+                      attrs={"source": "x"})
 
 
 @Variable(title="Empty array")
