@@ -1,46 +1,8 @@
 """``@Group``: a class of ``@Variable`` methods, instantiated (maybe several times) in a
 context file; :func:`expand_groups` turns the instances into ordinary Variables.
 
-Rules (our spec wins over DAMNIT 0.4.0 where they differ; DAMNIT's forms are accepted
-where they do not contradict it):
-
-* ``@Group``, ``@Group()`` and ``@Group(title=..., tags=..., sep="/")`` make the class a
-  dataclass. Every user field is keyword-only; the only positional argument is the title:
-  ``MyGroup("Group")`` == ``MyGroup(title="Group")``. ``title``, ``tags`` and ``sep`` can be
-  given at instantiation (the decorator's values are the defaults).
-* Reserved words: ``title``, ``tags`` and ``sep`` are group properties; a class that
-  declares them as fields or class attributes raises :class:`GroupError`. ``name`` is
-  reserved only when the class hierarchy does not define it: then ``name=`` at
-  instantiation is DAMNIT's explicit instance name. A class that declares its own ``name``
-  (field or class attribute, like the spec's ``Detector``) keeps it as a normal field, and
-  its instances are named only by where they are assigned.
-* Instance names: an explicit ``name=`` (may contain dots); else the global variable that
-  holds the instance (globals starting with ``__`` are ignored); else ``parent.attr`` for
-  a nested instance, the shortest path winning. Two equally short paths (``g = G();
-  alias = g``, or one unnamed instance in two parents) and two instances with one name
-  raise GroupError. Group instances given as class-level defaults (declared fields or
-  undeclared class attributes, e.g. ``agipd = Detector(...)``) are copied for every
-  instance of the owning class, so each owner has its own nested instance.
-* Variable ``name`` = ``<instance name>.<attribute>``; ``title`` = the titles of every
-  group on the naming path, each followed by its own ``sep``, then the variable's title
-  (``MID Diag/AGIPD/Photon Count``); an untitled group contributes its name segment (the
-  global or explicit name for an outermost instance, the attribute name when nested). An
-  explicitly named or globally named instance starts its own path (no parent prefix).
-* Tags: the union of the variable's tags and the tags of every group on its naming path,
-  sorted, as a tuple. ``cluster``, ``data``, ``transient`` stay per-Variable.
-* Inheritance: Variables are collected through the MRO (a subclass may replace or, by
-  assigning a non-Variable, remove one). An undecorated subclass inherits the parent's
-  fields and group properties; a subclass decorated with ``@Group`` resets title, tags and
-  sep to its own decorator's values.
-* ``instance.method`` returns a :class:`GroupVariable` link, so a field can point at
-  another instance's variable (``A(v=a1.asdf)``) and ``self#v`` follows it.
-* ``self#a.b.c`` walks attributes: nested groups, then a leaf that is a Variable method,
-  a Variable/GroupVariable field, or a glob (``self#var_*``, only in the last segment).
-  A ``None`` on the way gives a transient placeholder ``<group>.__missing__.<path>`` that
-  returns None, so dependents skip (or use their default). Anything else is a GroupError
-  naming the variable, the argument and the annotation.
-* Names are computed at expansion and never written back into the instances, so
-  :func:`expand_groups` can be called repeatedly on one namespace.
+The rules (names, titles, tags, inheritance, ``self#`` links; where our spec and DAMNIT
+0.4.0 differ) are in ``docs/groups.md``.
 """
 from __future__ import annotations
 

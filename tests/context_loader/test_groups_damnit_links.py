@@ -1,5 +1,5 @@
 """``@Group`` and ``expand_groups``: DAMNIT 0.4.0's group behaviours
-(tests/test_ctx_groups.py), adapted where our spec differs (see context_loader/groups.py):
+(tests/test_ctx_groups.py), adapted where our spec differs (see docs/groups.md):
 links between instances, globs, self-annotations and variable fields.
 
 Each test executes a context-file source, expands its groups and checks what a user sees:

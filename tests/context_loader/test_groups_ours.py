@@ -1,5 +1,5 @@
 """``@Group`` and ``expand_groups``: our own decisions where DAMNIT 0.4.0 has none
-(see context_loader/groups.py).
+(see docs/groups.md).
 
 Each test executes a context-file source, expands its groups and checks what a user sees:
 names, titles, tags, resolved dependencies, values of the bound functions, error texts.
