@@ -36,7 +36,8 @@ from damnit_dagster.defs.context_source import ContextSnapshot, evaluation_path
 from damnit_dagster.defs.outcomes import CHECK_NAME, events_for_run
 from damnit_dagster.defs.partitions import runs_partitions
 from damnit_dagster.defs.resources import DamnitFolder
-from damnit_dagster.defs.tags import group_name
+from damnit_dagster.defs.tags import RUN_KEY as RUN_KEY_TAG
+from damnit_dagster.defs.tags import group_name, processing_id
 from damnit_dagster.execution.process_run import (
     ERROR,
     NONE,
@@ -166,9 +167,12 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
         not_processed = []
         t0 = time.perf_counter()
 
+        run_key = context.run.tags.get(RUN_KEY_TAG)
+
         def evaluate_run(run):
             return evaluate(damnit.path, proposal, run, path, selected, data,
-                            context_python=python, settings=settings, cluster=bucket == CLUSTER)
+                            context_python=python, settings=settings, cluster=bucket == CLUSTER,
+                            processing_id=processing_id(run_key, run) if run_key else None)
 
         # A ranged run evaluates several runs at once (one per core, each in its own forked
         # child) and reports them in order; the user's code is loaded once, by the first.

@@ -23,7 +23,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from damnit_dagster.events.gui_updates import GuiUpdates
 from damnit_dagster.execution.describe import describe_file, file_sha, read_json
+from damnit_dagster.storage.database import DamnitDB
 from damnit_dagster.storage.layout import DamnitPaths
 
 log = logging.getLogger(__name__)
@@ -144,3 +146,18 @@ def evaluation_path(snapshot: ContextSnapshot) -> Path:
                            f"{snapshot.damnit_dir}/context.py) changed or is gone; reload "
                            "the code location")
     return snapshot.good_copy
+
+
+def variable_syncer(damnit_dir):
+    """A loader's ``on_new_version``: store the variables in ``runs.sqlite``
+    (``DamnitDB.sync_variables``) and send DAMNIT's GUI ``variable_set`` for those changed."""
+    db_file = DamnitPaths(damnit_dir).db_file
+
+    def sync(described: list[dict]) -> set[str]:
+        with DamnitDB(db_file) as db:
+            changed = db.sync_variables(described)
+            settings = db.metameta.to_dict()
+        if changed:
+            GuiUpdates.for_folder(damnit_dir, settings).variables_changed(described, changed)
+        return changed
+    return sync

@@ -12,11 +12,12 @@ from pathlib import Path
 import dagster as dg
 
 from damnit_dagster.defs.assets import CLUSTER, bucket_of, build_assets, saved_variables
-from damnit_dagster.defs.context_source import load_context
+from damnit_dagster.defs.context_source import load_context, variable_syncer
 from damnit_dagster.defs.jobs import build_jobs, job_name
 from damnit_dagster.defs.partitions import runs_partitions
 from damnit_dagster.defs.resources import DamnitFolder
 from damnit_dagster.defs.sensors import build_event_sensor
+from damnit_dagster.events.gui_updates import GuiUpdates
 from damnit_dagster.execution.process_run import evaluate_and_store, same_interpreter
 from damnit_dagster.plugins.home import inbox_path
 from damnit_dagster.storage.database import DamnitDB
@@ -43,7 +44,7 @@ def build_definitions(damnit_dir, *, state_dir=None, evaluate=evaluate_and_store
         raise RuntimeError(f"{paths.db_file} has no proposal number in its metameta table")
 
     snapshot = load_context(paths.root, state_dir=state_dir,
-                            on_new_version=DamnitDB.syncer(paths.db_file),
+                            on_new_version=variable_syncer(paths.root),
                             context_python=None if same_interpreter(python) else python)
     has_cluster = any(bucket_of(v) == CLUSTER for v in saved_variables(snapshot.variables))
     jobs = build_jobs(proposal, has_cluster)
@@ -53,11 +54,17 @@ def build_definitions(damnit_dir, *, state_dir=None, evaluate=evaluate_and_store
             proposal=proposal, inbox_path=inbox_path(), partitions_def=runs_partitions(proposal),
             jobs=[j for j in jobs if j.name in {job_name(t, c) for t in ("raw", "proc")
                                                 for c in (False, True)}],
-            proposal_dir=_proposal_dir(proposal)))
+            proposal_dir=_proposal_dir(proposal), gui=lambda: gui_updates(paths)))
     return dg.Definitions(
         assets=build_assets(snapshot, proposal, evaluate), jobs=jobs, sensors=sensors,
         resources={"damnit": DamnitFolder(path=str(paths.root))},
         executor=dg.in_process_executor)
+
+
+def gui_updates(paths: DamnitPaths) -> GuiUpdates:
+    """The folder's DAMNIT GUI messages, with its current settings."""
+    with DamnitDB(paths.db_file) as db:
+        return GuiUpdates.for_folder(paths.root, db.metameta.to_dict())
 
 
 @dg.definitions

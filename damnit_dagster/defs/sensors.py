@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import dagster as dg
 
 from damnit_dagster.defs import tags
 from damnit_dagster.defs.jobs import job_name
+from damnit_dagster.defs.tags import processing_id
+from damnit_dagster.events.gui_updates import GuiUpdates
 from damnit_dagster.events.inbox import EventInbox, RunEvent
 
 
@@ -93,16 +96,25 @@ def plan_tick(events: list[RunEvent], cursor: SensorCursor, proposal_dir: Path |
     return to_run, new_cursor
 
 
+def announce_pending(gui: GuiUpdates, proposal: int, event: RunEvent,
+                     requests: list[dg.RunRequest]) -> None:
+    """DAMNIT's GUI shows the run as queued until its processing starts."""
+    for request in requests:
+        gui.processing_state(processing_id(request.run_key, event.run), proposal, event.run,
+                             event.data, "PENDING")
+
+
 def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicPartitionsDefinition,
                        jobs, proposal_dir: Path | None,
                        settings: EventSensorSettings = EventSensorSettings(),
-                       ) -> dg.SensorDefinition:
+                       gui: Callable[[], GuiUpdates] | None = None) -> dg.SensorDefinition:
     """The sensor for one proposal reading the inbox at ``inbox_path``.
 
     ``jobs`` must contain the jobs named ``raw`` and ``proc``; when it also has
     ``raw_cluster``/``proc_cluster`` (the context has ``cluster=True`` variables), each
     event requests that follow-up run too, as DAMNIT submits its second Slurm job.
     ``proposal_dir`` is where the run folders appear (None skips the folder check).
+    ``gui()`` gives the folder's :class:`GuiUpdates`, told each request is ``PENDING``.
     """
     job_names = {job.name for job in jobs}
 
@@ -141,7 +153,12 @@ def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicP
             return dg.SkipReason(f"No new events after event {cursor.last_id}")
         existing = set(context.instance.get_dynamic_partitions(partitions_def.name))
         new_keys = sorted({str(e.run) for e in events} - existing, key=int)
-        requests = [request for e in events for request in requests_for(e)]
+        requests, updates = [], gui() if gui is not None and events else None
+        for event in events:
+            event_requests = requests_for(event)
+            requests += event_requests
+            if updates is not None:
+                announce_pending(updates, proposal, event, event_requests)
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=(

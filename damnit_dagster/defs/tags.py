@@ -13,6 +13,14 @@ EVENT_ID = "damnit/event_id"
 PLACEMENT = "damnit/placement"
 #: Which variables a reprocess computes: ``raw``, ``proc`` or ``all``.
 DATA = "damnit/data"
+#: Dagster's tag of a sensor's run key (``event-{id}``, ``event-{id}-cluster``).
+RUN_KEY = "dagster/run_key"
+
+
+def processing_id(run_key: str, run: int) -> str:
+    """The ``processing_id`` DAMNIT's GUI knows the processing of ``run`` by, from
+    the queued request (``PENDING``) to its end."""
+    return f"{run_key}-r{int(run)}"
 
 
 def group_name(proposal: int) -> str:

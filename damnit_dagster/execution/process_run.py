@@ -5,16 +5,21 @@ The variables are evaluated by an :class:`~.evaluator.Evaluator` — a child for
 warm process, the folder's ``context_python``, or a Slurm job — into one HDF5 fragment,
 which :func:`damnit_dagster.storage.writer.store_fragment` merges into the run's HDF5 file
 and ``runs.sqlite`` in one locked write. Everything the user's code prints, and a header
-and summary per evaluation, is appended to ``process_logs/r{R}-p{P}.out``.
+and summary per evaluation, is appended to ``process_logs/r{R}-p{P}.out``. DAMNIT's GUI
+is told (:mod:`damnit_dagster.events.gui_updates`): processing started, the run's values
+once committed, processing finished.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from damnit_dagster.events.gui_updates import GuiUpdates
 from damnit_dagster.execution import process_log
 from damnit_dagster.execution.evaluator import Evaluator, ExecutionError, Request, evaluate
 from damnit_dagster.storage.layout import DamnitPaths
@@ -71,15 +76,21 @@ def evaluator_for(*, cluster: bool, context_python: str | None, settings: dict,
 
 def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variables, data: str,
                        *, context_python: str | None = None, settings: dict | None = None,
-                       cluster: bool = False, server=None) -> RunOutcome:
+                       cluster: bool = False, server=None,
+                       processing_id: str | None = None) -> RunOutcome:
     """Evaluate ``variables`` (names; their dependencies are added back) of ``run`` with
     trigger ``data`` (raw/proc/all), store the results, and report what happened.
     Evaluations in this interpreter are forked from ``server`` when given (see
     :mod:`.fork_server`), else from this process.
 
+    DAMNIT's GUI gets ``processing_state_set`` RUNNING (``processing_id``, by default a new
+    one), ``run_values_updated`` after the store, and ``processing_finished`` in any case.
+
     Never raises for a problem of the run or the user's code: that is ``outcome.error``.
     """
     paths = DamnitPaths(damnit_dir)
+    gui = GuiUpdates.for_folder(paths.root, settings)
+    processing_id = processing_id or str(uuid.uuid4())
     outcome = RunOutcome(run=int(run), hdf5_path=paths.run_file(proposal, run))
     t0 = time.perf_counter()
     request = Request(paths.root, int(proposal), int(run), data, tuple(variables),
@@ -88,12 +99,14 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
     try:
         evaluator = evaluator_for(cluster=cluster, context_python=context_python,
                                   settings=settings or {}, server=server)
+        announce(gui, evaluator, processing_id, request)
         evaluation = evaluate(evaluator, request)
         report = evaluation.report
         outcome.variables = report["variables"]
         outcome.data_opened = report.get("data_opened")
         outcome.proc_missing = list(report.get("proc_missing") or ())
         outcome.summaries = store_fragment(paths.root, proposal, run, evaluation.fragment)
+        gui.run_values_updated(proposal, run, outcome.summaries)
     except Exception as e:  # the run cannot be opened, the file cannot be written...
         outcome.error = f"{type(e).__name__}: {e}"
         if not isinstance(e, ExecutionError):   # evaluate() has logged its own failures
@@ -102,5 +115,20 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
     finally:
         if evaluation is not None:
             evaluation.fragment.unlink(missing_ok=True)
+        gui.processing_finished(processing_id)
     outcome.duration = time.perf_counter() - t0
+    gui.flush()
     return outcome
+
+
+def announce(gui: GuiUpdates, evaluator: Evaluator, processing_id: str, request: Request):
+    """Processing has started: RUNNING here, or PENDING then RUNNING with the job for a
+    Slurm evaluation (which tells its job's states through ``on_state``)."""
+    if not gui.enabled:
+        return
+    state = functools.partial(gui.processing_state, processing_id, request.proposal,
+                              request.run, request.data)
+    if hasattr(evaluator, "on_state"):
+        evaluator.on_state = state
+    else:
+        state("RUNNING")

@@ -256,7 +256,8 @@ def job_state(job: SlurmJob) -> tuple[str | None, dict]:
 
 def wait(job: SlurmJob, *, poll: float = 0.2, max_poll: float = 2.0,
          timeout: float | None = None, lost_after: float = 60.0,
-         unreachable_after: float = 600.0, echo=None, log_offset: int | None = None) -> JobEnd:
+         unreachable_after: float = 600.0, echo=None, log_offset: int | None = None,
+         on_running=None) -> JobEnd:
     """Follow ``job`` until it ends and return how. Polls every ``poll`` seconds, slowing
     to ``max_poll``; what the job appends to its log after ``log_offset`` (default: the
     log's size now) is copied to ``echo`` meanwhile.
@@ -264,7 +265,7 @@ def wait(job: SlurmJob, *, poll: float = 0.2, max_poll: float = 2.0,
     A job Slurm does not know for ``lost_after`` seconds is :data:`LOST`; a controller
     that cannot be asked for ``unreachable_after`` seconds raises :class:`SlurmError`.
     With ``timeout``, the job is cancelled after that many seconds and ``TimeoutError``
-    raised.
+    raised. ``on_running(info)`` is called once when the job is seen running.
     """
     started = time.monotonic()
     if log_offset is None:
@@ -289,6 +290,9 @@ def wait(job: SlurmJob, *, poll: float = 0.2, max_poll: float = 2.0,
                 return JobEnd(job, LOST)
         else:
             unknown_since = None
+            if state == "RUNNING" and on_running is not None:
+                on_running(info)
+                on_running = None
             if state in TERMINAL_STATES:
                 return JobEnd(job, state, info.get("ExitCode"), info)
         if timeout is not None and time.monotonic() - started > timeout:
@@ -328,6 +332,9 @@ class SlurmEvaluator:
 
     #: A Slurm job is held to its own limits (``--time``), not the folder's local ones.
     limits = None
+    #: Told the job's state: ``on_state("PENDING"|"RUNNING", hostname=, username=,
+    #: slurm_cluster=, slurm_job_id=)`` (DAMNIT's GUI shows it).
+    on_state = None
 
     def __init__(self, settings: dict, *, poll: float = 0.2, timeout: float | None = None):
         self.slurm = SlurmSettings.from_settings(settings)
@@ -352,9 +359,17 @@ class SlurmEvaluator:
         if echo is not None:
             echo.write(f"Submitted Slurm job {job.job_id} ({job.name}) for run "
                        f"{request.run}; log: {log}\n")
+        on_running = None
+        if self.on_state is not None:
+            job_info = {"slurm_cluster": job.cluster, "slurm_job_id": job.job_id}
+            self.on_state("PENDING", hostname="", username="", **job_info)
+
+            def on_running(info):
+                self.on_state("RUNNING", hostname=info.get("NodeList", ""),
+                              username=getpass.getuser(), **job_info)
         try:
             end = wait(job, poll=self.poll, timeout=self.timeout, echo=echo,
-                       log_offset=log_offset)
+                       log_offset=log_offset, on_running=on_running)
         except BaseException as e:  # interrupted, or the timeout: do not leave the job behind
             cancel(job)
             if isinstance(e, TimeoutError):

@@ -172,6 +172,7 @@ def sync_context(folder: Folder, describe=None) -> list[str]:
 
     Raises a ClickException listing every problem of the file, which changes nothing.
     """
+    from damnit_dagster.events.gui_updates import GuiUpdates
     from damnit_dagster.execution.describe import describe_file
     from damnit_dagster.execution.process_run import same_interpreter
 
@@ -188,7 +189,10 @@ def sync_context(folder: Folder, describe=None) -> list[str]:
                 click.echo(problem, err=True)
             raise click.ClickException(f"{folder.paths.context_file} has "
                                        f"{len(result['problems'])} problem(s); nothing changed")
-        db.sync_variables(result["variables"])
+        changed = db.sync_variables(result["variables"])
+        gui = GuiUpdates.for_folder(folder.paths.root, db.metameta.to_dict())
+    gui.variables_changed(result["variables"], changed)
+    gui.flush(timeout=3.0, connect=True)
     return [v["name"] for v in result["variables"] if not v.get("transient")]
 
 

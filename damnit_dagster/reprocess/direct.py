@@ -21,7 +21,7 @@ import dagster as dg
 
 from damnit_dagster.defs import tags
 from damnit_dagster.defs.assets import CLUSTER, bucket_of, variable_key
-from damnit_dagster.defs.context_source import load_context
+from damnit_dagster.defs.context_source import load_context, variable_syncer
 from damnit_dagster.defs.definitions import build_definitions
 from damnit_dagster.defs.jobs import job_name
 from damnit_dagster.defs.partitions import add_runs, partitions_name
@@ -67,7 +67,7 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
     paths = DamnitPaths(damnit_dir)
     if server is not None:  # the code location then finds the server's description
         load_context(paths.root, describe=server.describe,
-                     on_new_version=DamnitDB.syncer(paths.db_file))
+                     on_new_version=variable_syncer(paths.root))
     proposal, run_list, names, described = selection(paths, runs, match, variables, data)
     placement = {v["name"]: bucket_of(v) for v in described}
     own_instance = instance is None

@@ -85,6 +85,10 @@ def _brokers(text: str) -> str:
     return ",".join(brokers)
 
 
+def _gui_brokers(text: str) -> str:
+    return "none" if text.strip().lower() == "none" else _brokers(text)
+
+
 def _python(text: str) -> str:
     path = shutil.which(text) or text
     if not (Path(path).is_file() and os.access(path, os.X_OK)):
@@ -107,6 +111,9 @@ SETTINGS = {
     "proposal": (_positive_int, "proposal number of this folder"),
     "kafka_brokers": (_brokers, "Kafka brokers (host:port,...) announcing new data; unset: "
                                 "only the embedded event inbox"),
+    "gui_brokers": (_gui_brokers, "Kafka brokers (host:port,...) DAMNIT's GUI gets its "
+                                  "updates from, or none; unset: $AMORE_BROKER, else "
+                                  "DAMNIT's default broker for folders under /gpfs/exfel/"),
 }
 
 
