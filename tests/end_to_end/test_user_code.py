@@ -286,7 +286,7 @@ def test_killing_reprocess_repeatedly_leaves_no_files_once_runs_are_stored(
     """, proposal=mock_proposal.proposal).root
     extracted = folder / "extracted_data"
     rng = random.Random(14)
-    for _ in range(4):
+    for _ in range(3):
         before = set(extracted.iterdir())
         proc = subprocess.Popen([CLI, "--dir", str(folder), "reprocess", "--direct", "1-4"],
                                 cwd=folder, stdout=subprocess.DEVNULL,
@@ -307,3 +307,49 @@ def test_killing_reprocess_repeatedly_leaves_no_files_once_runs_are_stored(
     for run in (1, 2, 3, 4):
         assert stored(folder, run)["third"] == 4999950000.0 * run + 1
     assert sleeps_left(359) == []   # nor processes, of the killed commands' evaluations too
+
+
+@pytest.mark.slow
+def test_the_live_backend_keeps_processing_past_a_hang_and_a_crash(tmp_path, mock_proposal):
+    """Events for runs 1-3 to a running backend, with the context of the reprocess above:
+    each Dagster run ends by the time limit, keeps what finished, leaves no process; then
+    an edited neighbour module is used for the next run's event."""
+    from support.backend import running_backend
+
+    folder = make_damnit_folder(tmp_path / "amore", CONTEXT, proposal=mock_proposal.proposal,
+                                slurm_time="00:00:10").root
+    (folder / "helper_mod.py").write_text("offset = 100\n")
+    launcher = {"run_launcher": {"module": "damnit_dagster.plugins.launcher",
+                                 "class": "ForkServerRunLauncher"}}
+
+    def event(*runs):
+        subprocess.run([CLI, "--dir", str(folder), "event", "migration", *map(str, runs)],
+                       check=True, capture_output=True, timeout=60)
+
+    def wait_for(run, name, timeout=90):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            backend.check_alive()
+            try:
+                value = stored(folder, run).get(name)
+            except (OSError, KeyError):
+                value = None
+            if value is not None:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(f"r{run} {name}: not stored after {timeout} s\n"
+                             + backend.log()[-3000:])
+
+    with running_backend(folder, tmp_path / "home", instance_config=launcher) as backend:
+        backend.wait_for_sensor()
+        t0 = time.monotonic()
+        event(1, 2, 3)
+        assert wait_for(1, "last") == 5
+        assert wait_for(2, "last")[1].startswith("not computed: the process evaluating run 2")
+        assert wait_for(3, "last")[1].startswith("not computed: timed out after 00:00:10")
+        assert time.monotonic() - t0 < 10 + 25
+        assert stored(folder, 3)["shifted"] == 103
+        assert sleeps_left(347, 349) == []
+        (folder / "helper_mod.py").write_text("offset = 3000\n")
+        event(4)
+        assert wait_for(4, "shifted") == 3004
