@@ -65,10 +65,9 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
                               "error", "error_cls", "duration"}}}
 
     Each variable is written to the fragment as soon as it is computed. With
-    ``report_path``, the report is written there too, and rewritten after each variable
-    with ``"partial": true``, the evaluation ``"order"``, the names ``"done"`` and the
-    ``"transient"`` ones, so
-    that if this process dies, what it had computed is known and in the partial fragment
+    ``report_path``, the report is written there too at the end, and meanwhile a line per
+    variable is appended to :func:`progress_path`, so that if this process dies, what it
+    had computed is known (:func:`read_progress`) and in the partial fragment
     (:func:`context_loader.fragment.complete_partial`).
 
     Raises :class:`ContextFileErrors` if the file does not load, :class:`RunnerError` if
@@ -101,9 +100,12 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
                           f"({run_data.value} data): {type(e).__name__}: {e}") from e
 
     report = {"proposal": proposal, "run": run, "data_opened": opened, "start_time": None,
-              "proc_missing": proc_missing, "variables": {}, "partial": True,
-              "order": list(selected.vars), "done": [],
-              "transient": [n for n, v in selected.vars.items() if v.transient]}
+              "proc_missing": proc_missing, "variables": {}}
+    progress = None
+    if report_path is not None:
+        progress = open(progress_path(report_path), "w", encoding="utf-8")
+        _append(progress, {**report, "order": list(selected.vars),
+                           "transient": [n for n, v in selected.vars.items() if v.transient]})
     writer = FragmentWriter(fragment_path, provenance="context.py")
 
     def on_done(name, results):
@@ -113,15 +115,16 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
                 writer.add(name, error=results.errors[name])
             elif name in results.cells:
                 writer.add(name, cell=results.cells[name])
-        if var is not None:
+        if var is None:
+            report["start_time"] = float(results.cells["start_time"].data)
+            line = {"start_time": report["start_time"]}
+        else:
             entry = _report_entry(var, name, results)
             if entry is not None:
                 report["variables"][name] = entry
-            report["done"].append(name)
-        else:
-            report["start_time"] = float(results.cells["start_time"].data)
-        if report_path is not None:
-            write_json(report_path, report)
+            line = {"done": name, "entry": entry}
+        if progress is not None:
+            _append(progress, line)
 
     try:
         evaluate_run(selected, run_obj, run, proposal, mymdc=mymdc or proposal_client(proposal),
@@ -130,10 +133,48 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
     except BaseException:
         writer.discard()
         raise
-    for key in ("partial", "order", "done", "transient"):
-        del report[key]
+    finally:
+        if progress is not None:
+            progress.close()
     if report_path is not None:
         write_json(report_path, report)
+        os.unlink(progress.name)
+    return report
+
+
+def progress_path(report_path) -> Path:
+    """Where :func:`execute` logs its progress while it writes ``report_path``."""
+    return Path(str(report_path) + ".progress")
+
+
+def _append(progress, line: dict) -> None:
+    progress.write(json.dumps(line) + "\n")
+    progress.flush()
+
+
+def read_progress(report_path) -> dict | None:
+    """The report of an :func:`execute` that did not finish, from its progress log:
+    ``"partial": true``, the evaluation ``"order"``, the names ``"done"`` and the
+    ``"transient"`` ones besides the usual fields. None when there is no log (it had not
+    started to evaluate)."""
+    try:
+        lines = progress_path(report_path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    report = None
+    for text in lines:
+        try:
+            line = json.loads(text)
+        except ValueError:   # cut short by the process's death
+            break
+        if report is None:
+            report = {**line, "partial": True, "done": []}
+        elif "done" in line:
+            report["done"].append(line["done"])
+            if line["entry"] is not None:
+                report["variables"][line["done"]] = line["entry"]
+        else:
+            report.update(line)
     return report
 
 

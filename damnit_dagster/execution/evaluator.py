@@ -215,13 +215,18 @@ def name_memory_limit(report: dict, fragment: Path, limits: Limits) -> list[str]
 
 
 def take_report(path: Path) -> dict | None:
-    """The runner's JSON report (its file removed), or None if missing or unreadable."""
+    """The runner's JSON report, or if it died while evaluating, the partial one from its
+    progress log (``context_loader.runner.read_progress``); None if neither is readable.
+    Both files are removed."""
+    from context_loader.runner import progress_path, read_progress
+
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
+        return read_progress(path)
     finally:
         path.unlink(missing_ok=True)
+        progress_path(path).unlink(missing_ok=True)
 
 
 def has_results(report: dict | None) -> bool:
