@@ -2,8 +2,9 @@
 
 A fragment is named after the process that creates it and stores it when the evaluation
 is over: ``p{P}_r{R}.{pid}@{host}.{random}.fragment.h5``. While evaluating, the runner
-writes ``.<fragment>.writing`` and ``<fragment>.report.json`` (``.tmp`` while it is
-replaced). A process killed meanwhile leaves them behind; :func:`remove_stale` (called
+writes ``.<fragment>.writing``, ``<fragment>.report.json.progress`` and at the end
+``<fragment>.report.json`` (``.tmp`` until it is complete). A process killed meanwhile
+leaves them behind; :func:`remove_stale` (called
 when the run is next stored) removes those whose owner is gone: on this host, no process
 has that pid, or the one that has it started after the file was last changed (the pid was
 reused). Files named after another host are left alone: their owner cannot be checked.
