@@ -22,6 +22,7 @@ from pathlib import Path
 from damnit_dagster.events.gui_updates import GuiUpdates
 from damnit_dagster.execution import process_log
 from damnit_dagster.execution.evaluator import Evaluator, ExecutionError, Request, evaluate
+from damnit_dagster.storage.database import DamnitDB
 from damnit_dagster.storage.layout import DamnitPaths
 from damnit_dagster.storage.writer import store_fragment
 
@@ -89,7 +90,7 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
     Never raises for a problem of the run or the user's code: that is ``outcome.error``.
     """
     paths = DamnitPaths(damnit_dir)
-    gui = GuiUpdates.for_folder(paths.root, settings)
+    gui = gui_updates(paths, settings)
     processing_id = processing_id or str(uuid.uuid4())
     outcome = RunOutcome(run=int(run), hdf5_path=paths.run_file(proposal, run))
     t0 = time.perf_counter()
@@ -119,6 +120,17 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
     outcome.duration = time.perf_counter() - t0
     gui.flush()
     return outcome
+
+
+def gui_updates(paths: DamnitPaths, settings: dict | None) -> GuiUpdates:
+    """The folder's GUI messages, with ``settings`` or else the folder's own."""
+    if not (settings and "db_id" in settings):
+        try:
+            with DamnitDB(paths.db_file) as db:
+                settings = db.metameta.to_dict()
+        except Exception:   # no database: nothing to tell
+            settings = {}
+    return GuiUpdates.for_folder(paths.root, settings)
 
 
 def announce(gui: GuiUpdates, evaluator: Evaluator, processing_id: str, request: Request):

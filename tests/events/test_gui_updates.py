@@ -1,6 +1,5 @@
 """DAMNIT's GUI update messages: where they go, what they say (read with DAMNIT 0.4.0's own
 ``MsgKind``), and that an unreachable broker never holds up or changes processing."""
-import json
 import logging
 import time
 
@@ -11,24 +10,9 @@ from damnit_dagster.events.gui_updates import FACILITY_BROKER, GuiUpdates, broke
 from damnit_dagster.execution.process_run import evaluate_and_store
 from damnit_dagster.storage.database import DamnitDB
 from damnit_dagster.storage.settings import SettingError, parse_setting
+from support.backend import free_port
+from support.gui_messages import consume
 from support.reprocess_context import CONTEXT
-
-
-def consume(broker, db_id, until, timeout=20):
-    """DAMNIT's messages on the folder's topic, up to the first ``until`` kind."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(f"test.damnit.db-{db_id}", bootstrap_servers=[broker],
-                             auto_offset_reset="earliest", consumer_timeout_ms=timeout * 1000)
-    messages = []
-    try:
-        for record in consumer:
-            messages.append(json.loads(record.value))
-            if MsgKind(messages[-1]["msg_kind"]) == until:
-                return messages
-    finally:
-        consumer.close()
-    raise AssertionError(f"no {until} within {timeout} s; got {messages}")
 
 
 def test_the_brokers_follow_the_setting_then_damnits_variable(tmp_path):
@@ -88,10 +72,11 @@ def stored(folder, run):
                 for name, row in db.run_values(1234, run).items()}
 
 
-def test_runs_are_processed_the_same_with_a_dead_broker(damnit_folder, mock_proposal):
-    names = ["run_no", "odd_only"]
+def test_runs_are_processed_the_same_with_a_dead_broker(damnit_folder, mock_proposal, caplog):
+    caplog.set_level(logging.WARNING)
+    names, closed = ["run_no", "odd_only"], f"127.0.0.1:{free_port()}"
     plain = damnit_folder(CONTEXT.read_text(), name="plain", gui_brokers="none").root
-    dead = damnit_folder(CONTEXT.read_text(), name="dead", gui_brokers="127.0.0.1:1").root
+    dead = damnit_folder(CONTEXT.read_text(), name="dead", gui_brokers=closed).root
     timings = {plain: [], dead: []}
     for _ in range(3):      # interleaved, the fastest of each: the machine's load varies
         for folder in (plain, dead):
@@ -103,3 +88,20 @@ def test_runs_are_processed_the_same_with_a_dead_broker(damnit_folder, mock_prop
     assert stored(dead, 1) == stored(plain, 1) and stored(dead, 2) == stored(plain, 2)
     assert stored(dead, 1)["odd_only"][0] == 1
     assert min(timings[dead]) < min(timings[plain]) + 0.3, timings
+    said = [r.getMessage() for r in caplog.records if closed in r.getMessage()]
+    assert len(said) == 1 and "cannot reach Kafka" in said[0]   # tried, and said so once
+
+
+def test_a_run_that_cannot_be_processed_is_still_finished(damnit_folder, mock_proposal,
+                                                          kafka_broker):
+    folder = damnit_folder(CONTEXT.read_text(), gui_brokers=kafka_broker).root
+    with DamnitDB(folder) as db:
+        db_id, settings = db.db_id, db.metameta.to_dict()
+    outcome = evaluate_and_store(folder, 1234, 99, folder / "context.py", ["run_no"], "raw",
+                                 settings=settings, processing_id="no-such-run")
+    assert outcome.error
+
+    messages = consume(kafka_broker, db_id, MsgKind.processing_finished)
+    assert [(m["msg_kind"], m["data"].get("status")) for m in messages] == [
+        ("processing_state_set", "RUNNING"), ("processing_finished", None)]
+    assert {m["data"]["processing_id"] for m in messages} == {"no-such-run"}
