@@ -80,6 +80,7 @@ class Publisher:
         self._queue: queue.Queue = queue.Queue(maxsize=buffer)
         self._connect_ms, self._retry, self._max_retry = connect_ms, retry, max_retry
         self._producer = None
+        self._stale: list = []
         self.down = False
         self._dropping = False
         threading.Thread(target=self._loop, name=CLIENT_ID, daemon=True).start()
@@ -132,6 +133,7 @@ class Publisher:
                 self._dropping = False
 
     def _deliver(self, topic: str, value: bytes) -> bool:
+        self._close_stale()
         try:
             if self._producer is None:
                 self._producer = self._connect()
@@ -160,9 +162,13 @@ class Publisher:
             log.warning("GUI updates: cannot reach Kafka at %s (%s); retrying, processing "
                         "goes on", ",".join(self.brokers), error)
         producer, self._producer = self._producer, None
-        if producer is not None and threading.current_thread().name == CLIENT_ID:
+        if producer is not None:   # closed by our thread, not Kafka's own
+            self._stale.append(producer)
+
+    def _close_stale(self) -> None:
+        while self._stale:
             try:
-                producer.close(timeout=0)
+                self._stale.pop().close(timeout=0)
             except Exception:
                 pass
 

@@ -88,7 +88,10 @@ def test_runs_are_processed_the_same_with_a_dead_broker(damnit_folder, mock_prop
     assert stored(dead, 1) == stored(plain, 1) and stored(dead, 2) == stored(plain, 2)
     assert stored(dead, 1)["odd_only"][0] == 1
     assert min(timings[dead]) < min(timings[plain]) + 0.3, timings
-    said = [r.getMessage() for r in caplog.records if closed in r.getMessage()]
+    deadline = time.monotonic() + 10    # the connection attempt gives up in the background
+    while not (said := [r.getMessage() for r in caplog.records if closed in r.getMessage()]):
+        assert time.monotonic() < deadline, "the dead broker was never reported"
+        time.sleep(0.1)
     assert len(said) == 1 and "cannot reach Kafka" in said[0]   # tried, and said so once
 
 
