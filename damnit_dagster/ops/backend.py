@@ -49,6 +49,7 @@ from damnit_dagster.plugins.home import (
 )
 from damnit_dagster.storage.database import DamnitDB
 from damnit_dagster.storage.layout import DamnitPaths
+from damnit_dagster.storage.leftovers import remove_stale
 
 log = logging.getLogger("damnit")
 
@@ -245,10 +246,14 @@ def start(damnit_dir, *, port: int | None = None, watch_interval: float = 2.0) -
     """
     paths = DamnitPaths(damnit_dir)
     with DamnitDB(paths.db_file) as db:
-        db_id = db.db_id
+        db_id, proposal = db.db_id, db.proposal
         brokers = db.metameta.get("kafka_brokers")
     home = use_instance_of(paths.root)
     lock = _take_lock(paths.root, home)
+    stale = remove_stale(paths, proposal)
+    if stale:
+        log.info("removed %d file(s) left in %s by evaluations that died", len(stale),
+                 paths.extracted_dir)
     processes: list[subprocess.Popen] = []
     stop_event, threads = threading.Event(), []
     backend = Backend(paths.root, home, 0, processes, stop_event, threads, lock)

@@ -4,8 +4,8 @@ A fragment is named after the process that creates it and stores it when the eva
 is over: ``p{P}_r{R}.{pid}@{host}.{random}.fragment.h5``. While evaluating, the runner
 writes ``.<fragment>.writing``, ``<fragment>.report.json.progress`` and at the end
 ``<fragment>.report.json`` (``.tmp`` until it is complete). A process killed meanwhile
-leaves them behind; :func:`remove_stale` (called
-when the run is next stored) removes those whose owner is gone: on this host, no process
+leaves them behind; :func:`remove_stale` (called when the run is next stored, and for
+every run when a backend starts) removes those whose owner is gone: on this host, no process
 has that pid, or the one that has it started after the file was last changed (the pid was
 reused). Files named after another host are left alone: their owner cannot be checked.
 """
@@ -37,10 +37,11 @@ def new_fragment(paths: DamnitPaths, proposal: int, run: int) -> Path:
     return Path(name)
 
 
-def remove_stale(paths: DamnitPaths, proposal: int, run: int) -> list[Path]:
-    """Remove the files of run ``run``'s evaluations whose owner process is gone (see
-    the module's text); return them."""
-    pattern = re.compile(rf"\.?p{int(proposal)}_r{int(run)}\.(\d+)@([^.]+)\..*\.fragment\.h5")
+def remove_stale(paths: DamnitPaths, proposal: int, run: int | None = None) -> list[Path]:
+    """Remove the files of run ``run``'s evaluations (of every run when None) whose owner
+    process is gone (see the module's text); return them."""
+    runs = r"\d+" if run is None else str(int(run))
+    pattern = re.compile(rf"\.?p{int(proposal)}_r{runs}\.(\d+)@([^.]+)\..*\.fragment\.h5")
     host = _host()
     removed = []
     try:
