@@ -36,8 +36,8 @@ from damnit_dagster.defs.context_source import ContextSnapshot, evaluation_path
 from damnit_dagster.defs.outcomes import CHECK_NAME, events_for_run
 from damnit_dagster.defs.partitions import runs_partitions
 from damnit_dagster.defs.resources import DamnitFolder
+from damnit_dagster.defs.tags import PROCESSING, group_name, processing_id
 from damnit_dagster.defs.tags import RUN_KEY as RUN_KEY_TAG
-from damnit_dagster.defs.tags import group_name, processing_id
 from damnit_dagster.execution.process_run import (
     ERROR,
     NONE,
@@ -167,7 +167,7 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
         not_processed = []
         t0 = time.perf_counter()
 
-        run_key = context.run.tags.get(RUN_KEY_TAG)
+        run_key = context.run.tags.get(RUN_KEY_TAG) or context.run.tags.get(PROCESSING)
 
         def evaluate_run(run):
             return evaluate(damnit.path, proposal, run, path, selected, data,

@@ -15,6 +15,8 @@ PLACEMENT = "damnit/placement"
 DATA = "damnit/data"
 #: Dagster's tag of a sensor's run key (``event-{id}``, ``event-{id}-cluster``).
 RUN_KEY = "dagster/run_key"
+#: A reprocess's key of its runs' processing ids (what DAMNIT's GUI was told is queued).
+PROCESSING = "damnit/processing"
 
 
 def processing_id(run_key: str, run: int) -> str:

@@ -25,7 +25,7 @@ from damnit_dagster.plugins.dagster_private import (  # what the UI's backfill b
     make_new_backfill_id,
 )
 from damnit_dagster.reprocess.results import Progress, ResultCollector, RunResult
-from damnit_dagster.reprocess.selection import selection
+from damnit_dagster.reprocess.selection import announce_queued, selection
 from damnit_dagster.storage.layout import DamnitPaths
 
 #: Seconds without a daemon heartbeat after which progress says the daemon seems down.
@@ -63,14 +63,19 @@ def reprocess(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
             partition_names=[str(r) for r in run_list],
             asset_selection=[variable_key(proposal, n) for n in names],
             backfill_timestamp=time.time(),
-            tags={tags.TRIGGER: "reprocess", tags.DATA: data},
+            tags={tags.TRIGGER: "reprocess", tags.DATA: data,
+                  tags.PROCESSING: f"reprocess-{backfill_id}"},
             dynamic_partitions_store=instance, all_partitions=False,
             title=f"Reprocess p{proposal}: {len(run_list)} runs, {len(names)} variables",
             description=f"runs {run_list[0]}..{run_list[-1]}; variables: {', '.join(names)}",
             run_config=None)
         instance.add_backfill(backfill)
-        return _follow(instance, backfill_id, proposal, run_list, set(names), progress, poll,
-                       timeout)
+        gui = announce_queued(paths, proposal, run_list, f"reprocess-{backfill_id}", data)
+        try:
+            return _follow(instance, backfill_id, proposal, run_list, set(names), progress,
+                           poll, timeout)
+        finally:
+            gui.flush(timeout=2.0)
     finally:
         if own_instance:
             instance.dispose()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 import dagster as dg
@@ -33,7 +34,7 @@ from damnit_dagster.plugins.dagster_private import (
     make_new_run_id,
 )
 from damnit_dagster.reprocess.results import Progress, ResultCollector, RunResult
-from damnit_dagster.reprocess.selection import selection
+from damnit_dagster.reprocess.selection import announce_queued, selection
 from damnit_dagster.storage.database import DamnitDB
 from damnit_dagster.storage.layout import DamnitPaths
 
@@ -85,6 +86,8 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
             if keys:
                 job = defs.resolve_job_def(job_name("all", cluster))
                 plan.extend((job, keys, r, make_new_run_id()) for r in ranges)
+        key = f"reprocess-{uuid.uuid4()}"
+        gui = announce_queued(paths, proposal, run_list, key, data)
         with _Watcher(paths, proposal, run_list, progress, poll):
             for job, keys, (first, last), run_id in plan:
                 job.execute_in_process(
@@ -92,8 +95,9 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
                     raise_on_error=False,
                     tags={ASSET_PARTITION_RANGE_START_TAG: first,
                           ASSET_PARTITION_RANGE_END_TAG: last, tags.TRIGGER: TRIGGER,
-                          tags.DATA: data},
+                          tags.DATA: data, tags.PROCESSING: key},
                     run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+        gui.flush(timeout=2.0)
         return ResultCollector(proposal, run_list).update(instance, [p[3] for p in plan])
     finally:
         if own_instance:

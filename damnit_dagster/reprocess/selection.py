@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 from damnit_dagster.defs.assets import saved_variables
 from damnit_dagster.defs.context_source import load_context
+from damnit_dagster.defs.tags import processing_id
+from damnit_dagster.events.gui_updates import GuiUpdates
 from damnit_dagster.storage.database import DamnitDB
 from damnit_dagster.storage.layout import DamnitPaths
 
@@ -93,3 +95,13 @@ def selection(paths: DamnitPaths, runs, match=(), variables=(), data: str = "all
     if not names:
         raise ValueError("no saved variable matches the selection")
     return Selection(proposal, run_list, names, snapshot.variables)
+
+
+def announce_queued(paths: DamnitPaths, proposal: int, runs, key: str, data: str) -> GuiUpdates:
+    """Tell DAMNIT's GUI that ``runs`` are queued for reprocessing (``key``: the
+    :data:`~damnit_dagster.defs.tags.PROCESSING` tag of their Dagster runs)."""
+    with DamnitDB(paths.db_file) as db:
+        gui = GuiUpdates.for_folder(paths.root, db.metameta.to_dict())
+    for run in runs:
+        gui.processing_state(processing_id(key, run), proposal, run, data, "PENDING")
+    return gui

@@ -4,9 +4,9 @@ import json
 from damnit.backend.db import MsgKind
 
 
-def consume(broker, db_id, until: MsgKind, timeout=20) -> list[dict]:
+def consume(broker, db_id, until: MsgKind, timeout=20, count=1) -> list[dict]:
     """The messages on the folder's topic ``test.damnit.db-{db_id}`` from its start up to
-    the first of kind ``until``."""
+    the ``count``-th of kind ``until``."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(f"test.damnit.db-{db_id}", bootstrap_servers=[broker],
@@ -15,7 +15,7 @@ def consume(broker, db_id, until: MsgKind, timeout=20) -> list[dict]:
     try:
         for record in consumer:
             messages.append(json.loads(record.value))
-            if MsgKind(messages[-1]["msg_kind"]) == until:
+            if sum(MsgKind(m["msg_kind"]) == until for m in messages) == count:
                 return messages
     finally:
         consumer.close()
