@@ -120,8 +120,12 @@ def test_two_folders_served_side_by_side(host):
     assert restart.wait(120) == 0
     assert supervisorctl(b, "status", "damnit", env=env).stdout.split()[3] == b_pid
     assert stored(b, 2) == b_values
-    # A's backend is back and processes its events (the one sent while down waits for it).
+    # An event for A while its backend is stopped waits in A's inbox until it is back.
+    assert supervisorctl(a, "stop", "damnit", env=env).returncode == 0
     damnit(a, "event", "migration", 2, env=env)
+    time.sleep(3)
+    assert not stored(a, 2)
+    assert supervisorctl(a, "start", "damnit", env=env).returncode == 0
     assert wait_stored(a, 2, timeout=180)
 
     # A third folder, no backend of its own: reprocess does the work itself.
