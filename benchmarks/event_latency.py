@@ -54,10 +54,10 @@ def stored(db: Path, run: int) -> bool:
     return VARIABLES <= names
 
 
-def one_event(backend, instance, inbox, run: int, timeout: float = 120) -> dict:
-    """Send the migration event of ``run``; return its timings (seconds from the event)."""
-    import dagster as dg
-
+def event_until_stored(backend, inbox, run: int, timeout: float,
+                       poll: float = 0.02) -> tuple[float, float]:
+    """Send the migration event of ``run`` and wait until its values are stored; return
+    the (event, stored) Unix times. Raises ``TimeoutError`` with the daemon's log."""
     db = backend.damnit_dir / "runs.sqlite"
     t0 = time.time()
     inbox.add("migration", PROPOSAL, run, source="benchmark")
@@ -66,8 +66,16 @@ def one_event(backend, instance, inbox, run: int, timeout: float = 120) -> dict:
         if time.monotonic() > deadline:
             raise TimeoutError(f"run {run}: no result after {timeout} s\n{backend.log()[-3000:]}")
         backend.check_alive()
-        time.sleep(0.02)
-    seen = time.time() - t0
+        time.sleep(poll)
+    return t0, time.time()
+
+
+def one_event(backend, instance, inbox, run: int, timeout: float = 120) -> dict:
+    """Send the migration event of ``run``; return its timings (seconds from the event)."""
+    import dagster as dg
+
+    t0, seen = event_until_stored(backend, inbox, run, timeout)
+    seen -= t0
     while True:   # wait for the Dagster run to finish so the next event starts from idle
         runs = instance.get_run_records(dg.RunsFilter(tags={"damnit/run": str(run)}))
         if runs and all(r.dagster_run.is_finished for r in runs):

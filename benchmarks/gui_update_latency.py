@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from event_latency import FORK, PROPOSAL, REPO, stored  # also puts tests/ on sys.path
+from event_latency import FORK, PROPOSAL, REPO, event_until_stored  # also puts tests/ on sys.path
 
 from support.backend import free_port, running_backend  # noqa: E402
 from support.kafka_broker import running_broker  # noqa: E402
@@ -57,15 +57,8 @@ class Received:
 
 def one_event(backend, inbox, run: int, received: Received | None, timeout=120) -> dict:
     """Event -> values stored (s), and values stored -> message received (ms)."""
-    db = backend.damnit_dir / "runs.sqlite"
-    t0 = time.time()
-    inbox.add("migration", PROPOSAL, run, source="benchmark")
+    t0, seen = event_until_stored(backend, inbox, run, timeout, poll=0.002)
     deadline = time.monotonic() + timeout
-    while not stored(db, run):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"run {run}: no result after {timeout} s")
-        time.sleep(0.002)
-    seen = time.time()
     result = {"seen": seen - t0}
     if received is not None:
         while run not in received.times:

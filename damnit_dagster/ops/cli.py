@@ -30,13 +30,17 @@ class Folder:
 
     def __init__(self, path):
         self.paths = DamnitPaths(Path(path))
+        self._home: Path | None = None
 
     def use_instance(self) -> Path:
-        """Point this command (and what it starts) at the folder's own Dagster instance."""
+        """Point this command (and what it starts) at the folder's own Dagster instance
+        (found once per command)."""
         from damnit_dagster.plugins.home import use_instance_of
 
-        self.db().close()   # a clear error if this is not a DAMNIT folder; gives it a db_id
-        return use_instance_of(self.paths.root)
+        if self._home is None:
+            self.db().close()   # a clear error if this is not a DAMNIT folder; gives a db_id
+            self._home = use_instance_of(self.paths.root)
+        return self._home
 
     def db(self) -> DamnitDB:
         """Open ``runs.sqlite``; a clear error if this is not a DAMNIT folder."""
