@@ -6,7 +6,7 @@ import time
 import pytest
 from damnit.backend.db import MsgKind
 
-from damnit_dagster.events.gui_updates import FACILITY_BROKER, GuiUpdates, brokers_for
+from damnit_dagster.events.gui_updates import CLIENT_ID, FACILITY_BROKER, GuiUpdates, brokers_for
 from damnit_dagster.execution.process_run import evaluate_and_store
 from damnit_dagster.storage.database import DamnitDB
 from damnit_dagster.storage.settings import SettingError, parse_setting
@@ -63,7 +63,10 @@ def test_a_dead_broker_never_blocks_and_is_logged_once(caplog):
     time.sleep(5)   # several connection attempts
     ours = [r.getMessage() for r in caplog.records if "GUI updates: cannot reach" in r.getMessage()]
     assert len(ours) == 1 and "127.0.0.1:1" in ours[0]
-    assert not [r for r in caplog.records if r.name.startswith("kafka")]
+    # kafka-python's own per-attempt errors from our sender are not shown (clients of other
+    # tests, whose brokers are gone, may still log theirs in this process)
+    assert not [r for r in caplog.records
+                if r.name.startswith("kafka") and r.threadName.startswith(CLIENT_ID)]
 
 
 def stored(folder, run):
