@@ -4,11 +4,20 @@
     python -m context_loader exec CONTEXT.py --proposal P --run R --data raw|proc|all \\
         [--var NAME]... [--match TEXT]... [--cluster|--no-cluster] \\
         --fragment OUT.h5 --report OUT.json
+    python -m context_loader exec-runs CONTEXT.py --proposal P --data raw|proc|all \\
+        [--var NAME]... [--match TEXT]... [--cluster|--no-cluster] [--header TEXT] \\
+        --task RUN OUT.h5 OUT.json LOG [--task ...]
 
 Results travel only through the output files; log lines (and the user's prints) go to
 stderr/stdout for the caller's process log. ``exec`` exits 0 even when variables fail,
 non-zero when the file does not load, the run cannot be opened or the output cannot be
 written.
+
+``exec-runs`` evaluates several runs one after the other with one load of the context
+file (a task of a Slurm job array): each run's output is appended to its own ``LOG``,
+after ``--header`` (``{run}`` replaced), and each run's report is written when it ends,
+also when the run fails (then with its ``error``). It exits 0 unless the file does not
+load.
 """
 from __future__ import annotations
 
@@ -19,6 +28,7 @@ import sys
 from pathlib import Path
 
 from . import runner
+from .contextfile import ContextFile
 from .errors import ContextFileErrors
 
 log = logging.getLogger("context_loader")
@@ -42,6 +52,16 @@ def main(argv=None) -> int:
                    help="only cluster (or with --no-cluster, only non-cluster) variables")
     e.add_argument("--fragment", type=Path, required=True)
     e.add_argument("--report", type=Path, required=True)
+    m = sub.add_parser("exec-runs", help="evaluate several runs, each into its own files")
+    m.add_argument("context", type=Path)
+    m.add_argument("--proposal", type=int, required=True)
+    m.add_argument("--data", choices=("raw", "proc", "all"), required=True)
+    m.add_argument("--var", action="append", default=[], help="exact variable name")
+    m.add_argument("--match", action="append", default=[], help="substring of titles")
+    m.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=None)
+    m.add_argument("--header", default="", help="first line of each run's log ({run})")
+    m.add_argument("--task", nargs=4, action="append", required=True,
+                   metavar=("RUN", "FRAGMENT", "REPORT", "LOG"))
     args = ap.parse_args(argv)
 
     handler = logging.StreamHandler(sys.stderr)
@@ -61,6 +81,8 @@ def main(argv=None) -> int:
             return 1
         return 0
 
+    if args.command == "exec-runs":
+        return _exec_runs(args)
     try:
         runner.execute(
             args.context, args.proposal, args.run, args.data, variables=args.var,
@@ -77,6 +99,46 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _exec_runs(args) -> int:
+    """Evaluate each ``--task``'s run with one load of the context file, the output of
+    each going to its own log."""
+    tasks = [(int(run), Path(fragment), Path(report), Path(log_path))
+             for run, fragment, report, log_path in args.task]
+    try:
+        ctx = ContextFile.from_path(args.context)
+    except ContextFileErrors as err:
+        for run, _, report, log_path in tasks:
+            _output_to(log_path, args.header.format(run=run))
+            print(err, file=sys.stderr)
+            runner.write_json(report, {"proposal": args.proposal, "run": run,
+                                       "error": str(err), "problems": err.problems})
+        return 1
+    for run, fragment, report, log_path in tasks:
+        _output_to(log_path, args.header.format(run=run))
+        try:
+            runner.execute(ctx, args.proposal, run, args.data, variables=args.var,
+                           match=args.match, cluster=args.cluster, fragment_path=fragment,
+                           report_path=report, logger=log)
+        except (runner.RunnerError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            runner.write_json(report, {"proposal": args.proposal, "run": run,
+                                       "error": str(err)})
+    return 0
+
+
+def _output_to(log_path: Path, header: str) -> None:
+    """Send this process's stdout and stderr (also of its children) to the end of
+    ``log_path``, starting with ``header``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    if header:
+        print(f"\n{header}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

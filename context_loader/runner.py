@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from .contextfile import ContextFile
@@ -60,7 +61,8 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
     selected but the run has no proc data, only the raw ones run (DAMNIT's rule) and the
     others are listed under ``proc_missing``. Returns the report::
 
-        {"proposal", "run", "data_opened", "start_time", "proc_missing": [names],
+        {"proposal", "run", "data_opened", "start_time", "duration" (seconds),
+         "proc_missing": [names],
          "variables": {name: {"status": "ok"|"none"|"skipped"|"error",
                               "error", "error_cls", "duration"}}}
 
@@ -74,6 +76,7 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
     the selection names unknown variables or the run cannot be opened.
     """
     log = logger or _log
+    started = time.perf_counter()
     ctx = context if isinstance(context, ContextFile) else ContextFile.from_path(context,
                                                                                  import_dir)
     unknown = [v for v in variables if v not in ctx.vars]
@@ -136,6 +139,7 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
     finally:
         if progress is not None:
             progress.close()
+    report["duration"] = time.perf_counter() - started
     if report_path is not None:
         write_json(report_path, report)
         os.unlink(progress.name)

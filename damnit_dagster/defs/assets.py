@@ -36,7 +36,8 @@ from damnit_dagster.defs.context_source import ContextSnapshot, evaluation_path
 from damnit_dagster.defs.outcomes import CHECK_NAME, events_for_run
 from damnit_dagster.defs.partitions import runs_partitions
 from damnit_dagster.defs.resources import DamnitFolder
-from damnit_dagster.defs.tags import PROCESSING, group_name, processing_id
+from damnit_dagster.defs.slurm_step import on_slurm
+from damnit_dagster.defs.tags import EXECUTOR, PROCESSING, group_name, processing_id
 from damnit_dagster.defs.tags import RUN_KEY as RUN_KEY_TAG
 from damnit_dagster.execution.process_run import (
     ERROR,
@@ -169,22 +170,30 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
 
         run_key = context.run.tags.get(RUN_KEY_TAG) or context.run.tags.get(PROCESSING)
 
-        def evaluate_run(run):
+        def evaluate_run(run, evaluator=None):
             return evaluate(damnit.path, proposal, run, path, selected, data,
                             context_python=python, settings=settings, cluster=bucket == CLUSTER,
-                            processing_id=processing_id(run_key, run) if run_key else None)
+                            processing_id=processing_id(run_key, run) if run_key else None,
+                            evaluator=evaluator)
 
-        # A ranged run evaluates several runs at once (one per core, each in its own forked
-        # child) and reports them in order; the user's code is loaded once, by the first.
-        workers = 1 if bucket == CLUSTER else min(len(runs), len(os.sched_getaffinity(0)) + 1)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as pool:
-            outcomes = pool.map(evaluate_run, runs)
-            for i, (run, outcome) in enumerate(zip(runs, outcomes), 1):
+        def finished(outcomes):
+            for i, (run, outcome) in enumerate(outcomes, 1):
                 yield from events_for_run(outcome, selected, variables, parents, key_of)
                 if outcome.error:
                     not_processed.append(f"r{run}: {outcome.error}")
                 context.log.info(f"{summarise(outcome, selected)} [{i}/{len(runs)} runs, "
                                  f"{time.perf_counter() - t0:.1f} s]")
+
+        if bucket == LOCAL and context.run.tags.get(EXECUTOR) == "slurm":
+            yield from finished(on_slurm(context, damnit, proposal, runs, path, selected, data,
+                                         settings, evaluate_run))
+        else:
+            # A ranged run evaluates several runs at once (one per core, each in its own
+            # forked child) and reports them in order; the user's code is loaded once.
+            workers = 1 if bucket == CLUSTER else min(len(runs),
+                                                      len(os.sched_getaffinity(0)) + 1)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as pool:
+                yield from finished(zip(runs, pool.map(evaluate_run, runs)))
         if not_processed:
             raise dg.Failure(description=f"{len(not_processed)} of {len(runs)} runs could not "
                                          "be processed:\n" + "\n".join(not_processed))

@@ -17,6 +17,11 @@ DATA = "damnit/data"
 RUN_KEY = "dagster/run_key"
 #: A reprocess's key of its runs' processing ids (what DAMNIT's GUI was told is queued).
 PROCESSING = "damnit/processing"
+#: Where a reprocess evaluates the non-cluster variables: ``local`` or ``slurm`` (a job
+#: array, see ``execution/slurm_array.py``).
+EXECUTOR = "damnit/executor"
+#: The Slurm job array(s) of a Dagster run evaluating on Slurm (ids, comma-separated).
+SLURM_JOBS = "damnit/slurm_jobs"
 
 
 def processing_id(run_key: str, run: int) -> str:

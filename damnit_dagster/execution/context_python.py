@@ -34,6 +34,9 @@ class SubprocessEvaluator:
                 f"data={request.data}, limits: {limits.cpus} CPU cores, {limits.mem_text} "
                 f"memory, {limits.time_text}; python: {self.python}")
 
+    def fragment_for(self, request) -> None:
+        return None
+
     def run(self, request: Request, *, fragment: Path, report: Path, log: Path,
             echo) -> Ended:
         cmd = environment.runner_command(

@@ -3,7 +3,8 @@
 An :class:`Evaluator` starts the runner (``context_loader``) somewhere and tells how it
 ended: :class:`~.forked.ForkedEvaluator` in a child forked from a warm process,
 :class:`~.context_python.SubprocessEvaluator` with the folder's ``context_python``,
-:class:`~.slurm.SlurmEvaluator` in a Slurm job. :func:`evaluate` does the rest the same
+:class:`~.slurm.SlurmEvaluator` in a Slurm job, :class:`~.slurm_array.ArrayTask` in a
+task of a Slurm job array. :func:`evaluate` does the rest the same
 way for all of them: the fragment and report files, the process log's header and summary,
 reading the report, keeping what a runner that died had finished, naming the memory
 limit, and the text of a failure.
@@ -54,13 +55,18 @@ class Ended:
     """How the runner ended: ``ok`` (exit status 0, job completed), else ``stopped`` says
     how, in words that name the limit it reached; ``hint`` adds to a failure's text (for
     example that the output shows an allocation refused); ``error_type`` is the
-    :class:`ExecutionError` a failure raises."""
+    :class:`ExecutionError` a failure raises; ``duration`` the evaluation's seconds when
+    it ran before :meth:`Evaluator.run` was called (a task of a Slurm job array);
+    ``keep_partial=False`` stores nothing of a run that did not finish (its earlier values
+    stay), where by default the variables it had finished are kept."""
 
     ok: bool
     stopped: str = ""
     timed_out: bool = False
     hint: str = ""
     error_type: Callable[[str], ExecutionError] = ExecutionError
+    duration: float | None = None
+    keep_partial: bool = True
 
 
 class Evaluator(Protocol):
@@ -73,6 +79,10 @@ class Evaluator(Protocol):
     def header(self, request: Request) -> str | None:
         """The process log's header of this evaluation; None when the runner writes its
         own (a Slurm job names its job id)."""
+
+    def fragment_for(self, request: Request) -> Path | None:
+        """The fragment the runner writes when the evaluator chose it beforehand (a task
+        of a Slurm job array); None for a fresh one."""
 
     def run(self, request: Request, *, fragment: Path, report: Path, log: Path,
             echo) -> Ended:
@@ -110,7 +120,7 @@ def evaluate(evaluator: Evaluator, request: Request, *, echo=True) -> Evaluation
     paths.make_dirs()
     proposal, run = request.proposal, request.run
     echo = process_log.resolve_echo(echo)
-    fragment = new_fragment(paths, proposal, run)
+    fragment = evaluator.fragment_for(request) or new_fragment(paths, proposal, run)
     report_file = report_path(fragment)
     header = evaluator.header(request)
     log = (process_log.append(paths.root, proposal, run, f"\n{header}", echo=echo)
@@ -124,11 +134,12 @@ def evaluate(evaluator: Evaluator, request: Request, *, echo=True) -> Evaluation
         if isinstance(e, Exception):
             process_log.append(paths.root, proposal, run, f"Processing r{run} failed: {e}")
         raise
-    duration = time.monotonic() - t0
+    duration = ended.duration if ended.duration is not None else time.monotonic() - t0
     report = take_report(report_file)
     if not ended.ok or not has_results(report) or report.get("partial"):
-        kept = keep_finished(fragment, report, ended.stopped,
-                             TimeoutError if ended.timed_out else ChildProcessError)
+        kept = (keep_finished(fragment, report, ended.stopped,
+                              TimeoutError if ended.timed_out else ChildProcessError)
+                if ended.keep_partial else discard_partial(fragment))
         if kept is None:
             discard(fragment)
             reason = failure(run, ended, report)
@@ -227,6 +238,13 @@ def take_report(path: Path) -> dict | None:
     finally:
         path.unlink(missing_ok=True)
         progress_path(path).unlink(missing_ok=True)
+
+
+def discard_partial(fragment: Path) -> None:
+    """Remove what a runner that did not finish wrote of ``fragment``."""
+    from context_loader.fragment import partial_path
+
+    partial_path(fragment).unlink(missing_ok=True)
 
 
 def has_results(report: dict | None) -> bool:

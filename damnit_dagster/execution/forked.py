@@ -131,6 +131,9 @@ class ForkedEvaluator:
                 f"{limits.cpus} CPU cores, {limits.mem_text} memory, {limits.time_text}; "
                 f"forked from a warm process")
 
+    def fragment_for(self, request) -> None:
+        return None
+
     def run(self, request: Request, *, fragment: Path, report: Path, log: Path,
             echo) -> Ended:
         start = log.stat().st_size

@@ -78,11 +78,13 @@ def evaluator_for(*, cluster: bool, context_python: str | None, settings: dict,
 def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variables, data: str,
                        *, context_python: str | None = None, settings: dict | None = None,
                        cluster: bool = False, server=None,
-                       processing_id: str | None = None) -> RunOutcome:
+                       processing_id: str | None = None,
+                       evaluator: Evaluator | None = None) -> RunOutcome:
     """Evaluate ``variables`` (names; their dependencies are added back) of ``run`` with
     trigger ``data`` (raw/proc/all), store the results, and report what happened.
     Evaluations in this interpreter are forked from ``server`` when given (see
-    :mod:`.fork_server`), else from this process.
+    :mod:`.fork_server`), else from this process; ``evaluator`` overrides the choice (the
+    run's task of a Slurm job array).
 
     DAMNIT's GUI gets ``processing_state_set`` RUNNING (``processing_id``, by default a new
     one), ``run_values_updated`` after the store, and ``processing_finished`` in any case.
@@ -98,8 +100,8 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
                       cluster=None, settings=settings or {}, context_path=Path(context_path))
     evaluation = None
     try:
-        evaluator = evaluator_for(cluster=cluster, context_python=context_python,
-                                  settings=settings or {}, server=server)
+        evaluator = evaluator or evaluator_for(cluster=cluster, context_python=context_python,
+                                               settings=settings or {}, server=server)
         announce(gui, evaluator, processing_id, request)
         evaluation = evaluate(evaluator, request)
         report = evaluation.report
@@ -144,3 +146,16 @@ def announce(gui: GuiUpdates, evaluator: Evaluator, processing_id: str, request:
         evaluator.on_state = state
     else:
         state("RUNNING")
+
+
+def task_states(damnit_dir, settings: dict | None, proposal: int, data: str,
+                processing_id_of):
+    """``on_state(run, state, **job)`` for a :class:`~.slurm_array.SlurmArray`: tells
+    DAMNIT's GUI a run's task state (``processing_id_of(run)`` names its processing)."""
+    gui = gui_updates(DamnitPaths(damnit_dir), settings)
+
+    def on_state(run, state, **job):
+        if gui.enabled:
+            gui.processing_state(processing_id_of(run), proposal, run, data, state, **job)
+    return on_state
+

@@ -155,7 +155,7 @@ class JobEnd:
         return f"{what} ended {self.state}"
 
 
-def _slurm(args: list[str]) -> subprocess.CompletedProcess:
+def run_slurm(args: list[str]) -> subprocess.CompletedProcess:
     """Run a Slurm command (its exit code is the caller's to judge)."""
     try:
         proc = subprocess.run(args, capture_output=True, text=True, timeout=_CMD_TIMEOUT,
@@ -194,34 +194,49 @@ def submit(cmd: list[str], *, proposal: int, run: int, log_path, settings: Slurm
     wrap = f'{{ echo; echo "{head}"{echo_note}; }} >&2; exec {shlex.join(cmd)}'
     args = sbatch_command(wrap, proposal=proposal, run=run, log_path=log_path,
                           settings=settings, chdir=cwd)
+    job_id, cluster = sbatch(args, env=env, what=f"the job for run {run}", settings=settings)
+    return SlurmJob(job_id=job_id, cluster=cluster, name=job_name(proposal, run),
+                    log=Path(log_path))
+
+
+def sbatch(args: list[str], *, env: dict | None, what: str, settings: SlurmSettings,
+           script: str | None = None) -> tuple[str, str | None]:
+    """Run the ``sbatch --parsable`` command ``args`` (with the batch ``script`` on its
+    standard input, if given); return the job id and cluster. Raises :class:`SlurmError`
+    with Slurm's message (e.g. ``Invalid partition name specified``) naming ``what`` was
+    refused and the partition/reservation it was given."""
     try:
         proc = subprocess.run(args, capture_output=True, text=True, timeout=_CMD_TIMEOUT,
-                              env=env, stdin=subprocess.DEVNULL)
+                              env=env, input=script,
+                              stdin=subprocess.DEVNULL if script is None else None)
     except FileNotFoundError:
         raise SlurmError("sbatch not found: Slurm's commands must be on PATH to run "
-                         "cluster=True variables") from None
+                         "Slurm jobs") from None
     if proc.returncode != 0:
         said = "; ".join(line.removeprefix("sbatch: error: ")
                          for line in proc.stderr.strip().splitlines())
-        raise SlurmError(f"sbatch refused the job for run {run} "
-                         f"({' '.join(settings.options())}): {said}")
+        raise SlurmError(f"sbatch refused {what} ({' '.join(settings.options())}): {said}")
     job_id, _, cluster = proc.stdout.strip().partition(";")  # "12" or "12;maxwell"
-    return SlurmJob(job_id=job_id, cluster=cluster or settings.clusters,
-                    name=job_name(proposal, run), log=Path(log_path))
+    return job_id, cluster or settings.clusters
 
 
 def job_info(job: SlurmJob) -> dict | None:
     """``scontrol show job`` as a dict (``JobState``, ``ExitCode``, ``Partition``,
     ``Reservation``, ``StdOut``...), or None once Slurm has forgotten the job. Raises
     :class:`SlurmError` when the controller cannot be asked."""
-    proc = _slurm(["scontrol", *job._cluster_opts(), "show", "job", job.job_id, "-o"])
+    proc = run_slurm(["scontrol", *job._cluster_opts(), "show", "job", job.job_id, "-o"])
     if proc.returncode != 0 and "Invalid job id" in proc.stderr:
         return None
     if proc.returncode != 0 or "JobState=" not in proc.stdout:
         raise SlurmError(f"scontrol show job {job.job_id} failed: "
                          f"{(proc.stderr or proc.stdout).strip()}")
+    return parse_job_line(proc.stdout.strip().splitlines()[0])
+
+
+def parse_job_line(line: str) -> dict:
+    """One line of ``scontrol show job -o`` as a dict of its ``Key=value`` fields."""
     info, key = {}, None
-    for token in proc.stdout.split():
+    for token in line.split():
         k, eq, v = token.partition("=")
         if eq and k:
             key, info[k] = k, v
@@ -232,7 +247,7 @@ def job_info(job: SlurmJob) -> dict | None:
 
 def _sacct_state(job: SlurmJob) -> tuple[str, str] | None:
     """State and exit code from accounting (only where slurmdbd runs)."""
-    proc = _slurm(["sacct", *job._cluster_opts(), "-X", "-n", "-P", "-j", job.job_id,
+    proc = run_slurm(["sacct", *job._cluster_opts(), "-X", "-n", "-P", "-j", job.job_id,
                    "-o", "State,ExitCode"])
     line = proc.stdout.strip().splitlines()[:1]
     if proc.returncode != 0 or not line:
@@ -321,7 +336,7 @@ def _copy_new(path: Path, offset: int, echo) -> int:
 
 def cancel(job: SlurmJob) -> None:
     """Cancel the job (no error if it has already ended)."""
-    _slurm(["scancel", *job._cluster_opts(), job.job_id])
+    run_slurm(["scancel", *job._cluster_opts(), job.job_id])
 
 
 class SlurmEvaluator:
@@ -344,6 +359,9 @@ class SlurmEvaluator:
         self.poll, self.timeout = poll, timeout
 
     def header(self, request) -> None:
+        return None
+
+    def fragment_for(self, request) -> None:
         return None
 
     def run(self, request, *, fragment: Path, report: Path, log: Path, echo) -> Ended:

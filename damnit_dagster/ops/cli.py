@@ -221,22 +221,29 @@ def read_context(folder: Folder):
               show_default=True, help="Which variables: raw, proc or all.")
 @click.option("--direct", is_flag=True, help="Do the work in this process even when the "
               "backend runs (by default its daemon runs a backfill).")
+@click.option("--slurm/--local", "slurm", default=None, help="Evaluate the non-cluster "
+              "variables in a Slurm job array (a task per run or chunk of runs, at most "
+              "concurrent_jobs at once), or on this host. Default: the reprocess_executor "
+              "setting, else local.")
 @click.pass_obj
-def reprocess(folder: Folder, runs, match, variables, data, direct):
+def reprocess(folder: Folder, runs, match, variables, data, direct, slurm):
     """Recompute variables for RUNS (numbers, ranges like 5-9, or 'all').
 
     While the backend (listen/serve) runs, a Dagster backfill does it: its daemon queues
     the work with the live processing. Otherwise, or with --direct, the command executes
     the Dagster runs itself. Blocks until done, with a progress bar. Exits 0 when every
     run was processed, even if some variables failed (they are listed); non-zero when a
-    run could not be processed.
+    run could not be processed. Ctrl-C cancels the work, Slurm jobs included.
     """
     from damnit_dagster.ops.backend import backend_running
 
     folder.use_instance()
+    with folder.db() as db:
+        executor = ("slurm" if slurm else "local") if slurm is not None else (
+            db.setting("reprocess_executor") or "local")
     direct = direct or not backend_running(folder.paths.root)
-    with _evaluation_server(folder, direct) as server:
-        _reprocess(folder, runs, match, variables, data, direct, server)
+    with _evaluation_server(folder, direct and executor == "local") as server:
+        _reprocess(folder, runs, match, variables, data, direct, server, executor)
 
 
 @contextlib.contextmanager
@@ -257,7 +264,8 @@ def _evaluation_server(folder: Folder, direct: bool):
         yield server
 
 
-def _reprocess(folder: Folder, runs, match, variables, data, direct: bool, server):
+def _reprocess(folder: Folder, runs, match, variables, data, direct: bool, server,
+               executor: str):
     import dagster as dg
 
     from damnit_dagster.reprocess.backfill import reprocess as run_backfill
@@ -270,7 +278,7 @@ def _reprocess(folder: Folder, runs, match, variables, data, direct: bool, serve
         work = functools.partial(reprocess_direct, server=server) if direct else run_backfill
         results, no_data, proposal = _reprocess_runs(
             folder, runs, match, variables, data, direct,
-            functools.partial(work, instance=instance))
+            functools.partial(work, instance=instance, executor=executor))
     _report(results, no_data, proposal)
 
 

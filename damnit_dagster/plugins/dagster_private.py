@@ -40,6 +40,7 @@ NAMES: dict[str, tuple[str, str | None]] = {
     "PartitionBackfill": ("dagster._core.execution.backfill", "PartitionBackfill"),
     "BULK_ACTION_TERMINAL_STATUSES": ("dagster._core.execution.backfill",
                                       "BULK_ACTION_TERMINAL_STATUSES"),
+    "BulkActionStatus": ("dagster._core.execution.backfill", "BulkActionStatus"),
     "BACKFILL_ID_TAG": ("dagster._core.storage.tags", "BACKFILL_ID_TAG"),
     "ASSET_PARTITION_RANGE_START_TAG": ("dagster._core.storage.tags",
                                         "ASSET_PARTITION_RANGE_START_TAG"),

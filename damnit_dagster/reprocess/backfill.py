@@ -21,6 +21,7 @@ from damnit_dagster.defs.partitions import add_runs
 from damnit_dagster.plugins.dagster_private import (  # what the UI's backfill button makes
     BACKFILL_ID_TAG,
     BULK_ACTION_TERMINAL_STATUSES,
+    BulkActionStatus,
     PartitionBackfill,
     make_new_backfill_id,
 )
@@ -41,14 +42,16 @@ def _daemon_alive(instance: dg.DagsterInstance) -> bool:
 def reprocess(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
               progress: Callable[[Progress], None] | None = None,
               instance: dg.DagsterInstance | None = None, poll: float = 1.0,
-              timeout: float | None = None) -> dict[int, RunResult]:
+              timeout: float | None = None, executor: str = "local") -> dict[int, RunResult]:
     """Recompute ``variables``/``match`` (default: every variable of trigger ``data``) for
     ``runs`` (``"all"`` = every run in ``runs.sqlite``, or numbers/ranges, see
     :func:`parse_runs`) through a single-run backfill executed by the Dagster daemon.
 
     Calls ``progress(Progress)`` whenever the count of finished runs changes, and
     returns the per-run results once every run is accounted for (or the backfill ends).
-    Raises ``TimeoutError`` after ``timeout`` seconds.
+    Raises ``TimeoutError`` after ``timeout`` seconds. ``executor="slurm"`` evaluates
+    the non-cluster variables in Slurm job arrays (see ``defs/slurm_step.py``).
+    Interrupted (Ctrl-C), it cancels the backfill and waits until its runs have stopped.
     """
     paths = DamnitPaths(damnit_dir)
     proposal, run_list, names, _ = selection(paths, runs, match, variables, data)
@@ -64,7 +67,7 @@ def reprocess(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
             asset_selection=[variable_key(proposal, n) for n in names],
             backfill_timestamp=time.time(),
             tags={tags.TRIGGER: "reprocess", tags.DATA: data,
-                  tags.PROCESSING: f"reprocess-{backfill_id}"},
+                  tags.PROCESSING: f"reprocess-{backfill_id}", tags.EXECUTOR: executor},
             dynamic_partitions_store=instance, all_partitions=False,
             title=f"Reprocess p{proposal}: {len(run_list)} runs, {len(names)} variables",
             description=f"runs {run_list[0]}..{run_list[-1]}; variables: {', '.join(names)}",
@@ -74,6 +77,9 @@ def reprocess(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
         try:
             return _follow(instance, backfill_id, proposal, run_list, set(names), progress,
                            poll, timeout)
+        except KeyboardInterrupt:
+            cancel(instance, backfill_id)
+            raise
         finally:
             gui.flush(timeout=2.0)
     finally:
@@ -104,3 +110,17 @@ def _follow(instance, backfill_id, proposal, run_list, names, progress, poll, ti
             raise TimeoutError(f"backfill {backfill_id}: {done} of {len(run_list)} runs done "
                                f"after {timeout:.0f} s (status {backfill.status.value})")
         time.sleep(poll)
+
+
+def cancel(instance: dg.DagsterInstance, backfill_id: str, wait: float = 60.0) -> None:
+    """Cancel a backfill as the UI's button does (the daemon terminates its runs, which
+    cancel their Slurm jobs), and wait up to ``wait`` seconds for its runs to stop."""
+    backfill = instance.get_backfill(backfill_id)
+    if backfill.status not in BULK_ACTION_TERMINAL_STATUSES:
+        instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill_id}))
+        if all(r.is_finished for r in runs):
+            return
+        time.sleep(0.5)

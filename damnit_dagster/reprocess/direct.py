@@ -60,11 +60,14 @@ def partition_ranges(partition_keys: list[str], runs: list[int]) -> list[tuple[s
 def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
                      progress: Callable[[Progress], None] | None = None,
                      instance: dg.DagsterInstance | None = None, poll: float = 0.5,
-                     server: EvaluationServer | None = None) -> dict[int, RunResult]:
+                     server: EvaluationServer | None = None,
+                     executor: str = "local") -> dict[int, RunResult]:
     """Recompute the selected variables (as :func:`.backfill.reprocess`) of ``runs`` in
     this process; returns the per-run results. ``progress`` is called from a helper
     thread whenever the count of runs with stored results changes. With ``server``, the
-    context file is described and evaluated there, never executed in this process."""
+    context file is described and evaluated there, never executed in this process. With
+    ``executor="slurm"``, the non-cluster variables are evaluated in a Slurm job array
+    and stored here as each run's task ends."""
     paths = DamnitPaths(damnit_dir)
     if server is not None:  # the code location then finds the server's description
         load_context(paths.root, describe=server.describe,
@@ -95,7 +98,7 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
                     raise_on_error=False,
                     tags={ASSET_PARTITION_RANGE_START_TAG: first,
                           ASSET_PARTITION_RANGE_END_TAG: last, tags.TRIGGER: TRIGGER,
-                          tags.DATA: data, tags.PROCESSING: key},
+                          tags.DATA: data, tags.PROCESSING: key, tags.EXECUTOR: executor},
                     run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
         gui.flush(timeout=2.0)
         return ResultCollector(proposal, run_list).update(instance, [p[3] for p in plan])

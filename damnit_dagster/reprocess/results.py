@@ -49,7 +49,8 @@ class ResultCollector:
     Dagster run), so following a long reprocess costs little.
     """
 
-    _TYPES = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
+    _TYPES = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION,
+              DagsterEventType.STEP_FAILURE}
 
     def __init__(self, proposal: int, runs: list[int]):
         self.prefix = group_name(proposal)
@@ -69,11 +70,25 @@ class ResultCollector:
                     break
         return self.results
 
+    def _step_failed(self, event) -> None:
+        """A step failed: its runs without any result were not processed, for its reason
+        (e.g. Slurm refused the job array, or the step was interrupted)."""
+        data = event.step_failure_data
+        user = data.user_failure_data
+        reason = (user.description if user is not None and user.description
+                  else data.error.message.strip() if data.error else "the step failed")
+        for result in self.results.values():
+            if not result.names() and result.run_error is None:
+                result.run_error = reason
+
     def done(self, names: set[str]) -> int:
         """How many runs have a result for each of ``names``."""
         return sum(1 for r in self.results.values() if r.names() >= names)
 
     def _add(self, event) -> None:
+        if event.is_step_failure:
+            self._step_failed(event)
+            return
         if event.is_step_materialization:
             mat = event.step_materialization_data.materialization
             key, partition = mat.asset_key, mat.partition
@@ -101,14 +116,17 @@ def report(results: dict[int, RunResult], no_data: list[int],
            proposal: int) -> tuple[list[str], list[int]]:
     """(lines to print, runs not processed) of a finished reprocess."""
     lines, not_processed = [], list(no_data)
+    run_errors: dict[str, list[int]] = {}   # one line per reason, naming its runs
     for run, result in sorted(results.items()):
         if result.run_error is not None:
-            lines.append(f"r{run}: not processed: {result.run_error.splitlines()[0]}")
+            run_errors.setdefault(result.run_error.splitlines()[0], []).append(run)
         else:
             for name, error in sorted(result.failed.items()):
                 lines.append(f"r{run} {name}: {error.splitlines()[0] if error else 'failed'}")
         if not result.processed:
             not_processed.append(run)
+    for reason, runs in run_errors.items():
+        lines.append(f"{', '.join(f'r{r}' for r in runs)}: not processed: {reason}")
     n_failed = sum(len(r.failed) for r in results.values() if r.run_error is None)
     total = len(results) + len(no_data)
     lines.append(f"p{proposal}: {total - len(not_processed)} of {total} runs "

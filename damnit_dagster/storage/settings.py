@@ -89,6 +89,13 @@ def _gui_brokers(text: str) -> str:
     return "none" if text.strip().lower() == "none" else _brokers(text)
 
 
+def _executor(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("local", "slurm"):
+        raise SettingError(f"{text!r} is not local or slurm")
+    return value
+
+
 def _python(text: str) -> str:
     path = shutil.which(text) or text
     if not (Path(path).is_file() and os.access(path, os.X_OK)):
@@ -107,7 +114,13 @@ SETTINGS = {
                                 "local ones alike (default 02:00:00)"),
     "slurm_clusters": (_name, "value of sbatch --clusters (unset: not passed)"),
     "context_python": (_python, "Python interpreter that evaluates the context file"),
-    "concurrent_jobs": (_positive_int, "runs processed at the same time (default 15)"),
+    "concurrent_jobs": (_positive_int, "runs processed at the same time; with Slurm, "
+                                       "tasks of a job array running at once (default 15)"),
+    "reprocess_executor": (_executor, "where reprocess evaluates non-cluster variables: "
+                                      "local (default) or slurm (a job array)"),
+    "slurm_runs_per_task": (_positive_int, "runs evaluated by one task of a reprocess's "
+                                           "job array (default: the runs spread evenly "
+                                           "over concurrent_jobs tasks)"),
     "proposal": (_positive_int, "proposal number of this folder"),
     "kafka_brokers": (_brokers, "Kafka brokers (host:port,...) announcing new data; unset: "
                                 "only the embedded event inbox"),
