@@ -100,7 +100,10 @@ print(json.dumps(out))
 
 def check_python(python: str) -> None:
     """Make sure ``python`` can run our runner; raise :class:`ContextPythonError` naming
-    the interpreter and the missing modules (and the ``pip install`` that fixes it)."""
+    the interpreter and the missing modules (and the ``pip install`` that fixes it).
+    This very interpreter needs no check: it is installed with everything it needs."""
+    if python == sys.executable:
+        return
     path = Path(python)
     try:
         mtime = path.stat().st_mtime

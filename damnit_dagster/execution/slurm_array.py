@@ -192,38 +192,39 @@ class SlurmArray:
         """Yield each run as it ends, in the order they end (a report written, or its
         task over without one), until all have; polls Slurm meanwhile. Raises
         :class:`SlurmError` when the controller cannot be asked for 10 minutes."""
+        from context_loader.runner import progress_path
+
         pending = set(self.runs)
+        tasks: dict[str, dict] = {}
         unknown_since = trouble_since = None
         while pending:
-            for run in sorted(r for r in pending if self.files[r].report.exists()):
-                pending.discard(run)
-                yield run
             try:
                 tasks = self._task_states()
                 trouble_since = None
+                unknown_since = None if tasks else (unknown_since or time.monotonic())
             except SlurmError:
                 trouble_since = trouble_since or time.monotonic()
                 if time.monotonic() - trouble_since > 600:
                     raise
-                tasks = None
             now = time.monotonic()
-            if tasks is not None:
-                unknown_since = None if tasks else (unknown_since or now)
-                lost = unknown_since is not None and now - unknown_since > 60
-                for run in sorted(pending):
-                    f = self.files[run]
-                    if f.report.exists():   # yielded at the next turn
-                        continue
-                    info = tasks.get(f.task)
-                    state = LOST if lost else (info or {}).get("JobState")
-                    if state == "RUNNING":
-                        self._tell_running(f, info)
-                    if state in TERMINAL_STATES or state == LOST:
-                        over = self._over.setdefault(f.task, now)
-                        if now - over >= REPORT_GRACE or state == LOST:
-                            f.end = self._task_end(f, state, info or {})
-                            pending.discard(run)
-                            yield run
+            lost = unknown_since is not None and now - unknown_since > 60
+            for run in sorted(pending):
+                f = self.files[run]
+                info = tasks.get(f.task) or {}
+                state = LOST if lost else info.get("JobState")
+                if f.report.exists():
+                    self._tell_running(f, info)
+                    pending.discard(run)
+                    yield run
+                    continue
+                if state == "RUNNING" and progress_path(f.report).exists():
+                    self._tell_running(f, info)
+                if state in TERMINAL_STATES or state == LOST:
+                    over = self._over.setdefault(f.task, now)
+                    if now - over >= REPORT_GRACE or state == LOST:
+                        f.end = self._task_end(f, state, info)
+                        pending.discard(run)
+                        yield run
             if pending:
                 time.sleep(self.poll)
 
@@ -246,9 +247,9 @@ class SlurmArray:
         return states
 
     def _tell_running(self, f: RunFiles, info: dict) -> None:
-        from context_loader.runner import progress_path
-
-        if self.on_state is None or f.running_told or not progress_path(f.report).exists():
+        """Tell DAMNIT's GUI the run is running in its task, once (also when it was
+        over before a poll saw it running)."""
+        if self.on_state is None or f.running_told or not info:
             return
         f.running_told = True
         array_id = f.task.partition("_")[0]
@@ -338,6 +339,8 @@ class ArrayTask:
 
     #: A Slurm task is held to its own limits, not the folder's local ones.
     limits = None
+    #: Never called: the array told DAMNIT's GUI the task's state when it saw it running.
+    on_state = None
 
     def __init__(self, array: SlurmArray, files: RunFiles):
         self.array, self.files = array, files

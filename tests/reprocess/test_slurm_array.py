@@ -308,3 +308,27 @@ def test_with_the_backend_running_a_backfill_owns_the_array_and_ctrl_c_cancels_b
     assert run.status == dg.DagsterRunStatus.CANCELED
     tasks = {t["index"]: t["JobState"] for t in array_tasks(folder)}
     assert tasks[4] == tasks[5] == "CANCELLED", tasks
+
+
+@pytest.mark.slow
+def test_damnit_gui_sees_each_run_running_in_its_array_task(slurm_folder, kafka_broker):
+    from damnit.backend.db import MsgKind
+
+    from support.gui_messages import consume
+
+    folder = slurm_folder(CONTEXT, gui_brokers=kafka_broker)
+    proc = subprocess.run([CLI, "--dir", str(folder), "reprocess", "--slurm", "2", "--var",
+                           "job"], capture_output=True, text=True, timeout=300, cwd=folder,
+                          env={**os.environ, "DAMNIT_TEST_SLEEP": "0"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with DamnitDB(folder / "runs.sqlite") as db:
+        db_id = db.db_id
+    messages = consume(kafka_broker, db_id, MsgKind.processing_finished)
+    states = [m["data"] for m in messages if m["msg_kind"] == "processing_state_set"]
+    task = array_tasks(folder)[0]
+    assert [s["status"] for s in states] == ["PENDING", "RUNNING"]
+    assert states[1]["slurm_job_id"] == f"{task['ArrayJobId']}_0"
+    assert states[1]["hostname"] == task["NodeList"]
+    assert len({s["processing_id"] for s in states}) == 1
+    assert [m["msg_kind"] for m in messages][-2:] == ["run_values_updated",
+                                                      "processing_finished"]
