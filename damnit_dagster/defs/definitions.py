@@ -1,4 +1,5 @@
-"""The code location of one DAMNIT folder: assembles assets, jobs, sensor and resources.
+"""The code location of one DAMNIT folder: assembles assets, jobs, sensor, the retention
+schedule and resources.
 
 The folder comes from ``$DAMNIT_DIR`` (set in ``workspace.yaml`` or by our ``serve``
 command), the proposal from its ``runs.sqlite``. Nothing is read at import time: Dagster
@@ -16,6 +17,7 @@ from damnit_dagster.defs.context_source import load_context, variable_syncer
 from damnit_dagster.defs.jobs import build_jobs, job_name
 from damnit_dagster.defs.partitions import runs_partitions
 from damnit_dagster.defs.resources import DamnitFolder
+from damnit_dagster.defs.retention import retention_schedule, trim_instance
 from damnit_dagster.defs.sensors import build_event_sensor
 from damnit_dagster.events.gui_updates import GuiUpdates
 from damnit_dagster.execution.process_run import evaluate_and_store, same_interpreter
@@ -56,7 +58,8 @@ def build_definitions(damnit_dir, *, state_dir=None, evaluate=evaluate_and_store
                                                 for c in (False, True)}],
             proposal_dir=_proposal_dir(proposal), gui=lambda: gui_updates(paths)))
     return dg.Definitions(
-        assets=build_assets(snapshot, proposal, evaluate), jobs=jobs, sensors=sensors,
+        assets=build_assets(snapshot, proposal, evaluate), jobs=[*jobs, trim_instance],
+        sensors=sensors, schedules=[retention_schedule],
         resources={"damnit": DamnitFolder(path=str(paths.root))},
         executor=dg.in_process_executor)
 

@@ -160,6 +160,27 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         self._watchers[run_id][callback] = (
             watchdog, self._obs.schedule(watchdog, self._base_dir, recursive=True))
 
+    def remove_run_shard(self, run_id: str) -> None:
+        """Close and delete the database file of a deleted run (``instance.delete_run``
+        empties it but leaves the file)."""
+        with self._db_lock:
+            engine = self._engines.pop(run_id, None)
+            if engine is not None:
+                engine.dispose()
+            path = self.path_for_shard(run_id)
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.unlink(path + suffix)
+                except FileNotFoundError:
+                    pass
+            self._initialized_dbs.discard(run_id)
+
+    def vacuum_index(self) -> None:
+        """Give the space of deleted records in the index shard back to the disk."""
+        with self._db_lock:
+            with self._engine(INDEX_SHARD_NAME).connect() as conn:
+                conn.exec_driver_sql("VACUUM")
+
     def _close_all(self) -> None:
         with self._db_lock:
             for engine in self._engines.values():

@@ -89,6 +89,31 @@ def _gui_brokers(text: str) -> str:
     return "none" if text.strip().lower() == "none" else _brokers(text)
 
 
+#: Days of Dagster runs kept whole when ``retention_days`` is not set.
+DEFAULT_RETENTION_DAYS = 30.0
+
+
+def retention_days(text: str | None) -> float | None:
+    """Days of the ``retention_days`` setting (default :data:`DEFAULT_RETENTION_DAYS`);
+    None for ``never``."""
+    if text is None or str(text).strip() == "":
+        return DEFAULT_RETENTION_DAYS
+    if str(text).strip().lower() == "never":
+        return None
+    try:
+        days = float(text)
+    except ValueError:
+        raise SettingError(f"{text!r} is not a number of days or never") from None
+    if days <= 0:
+        raise SettingError(f"{text!r} must be more than zero days")
+    return days
+
+
+def _retention(text: str) -> str:
+    retention_days(text)
+    return text.strip().lower()
+
+
 def _executor(text: str) -> str:
     value = text.strip().lower()
     if value not in ("local", "slurm"):
@@ -118,6 +143,9 @@ SETTINGS = {
                                        "tasks of a job array running at once (default 15)"),
     "reprocess_executor": (_executor, "where reprocess evaluates non-cluster variables: "
                                       "local (default) or slurm (a job array)"),
+    "retention_days": (_retention, "days after which the logs of Dagster runs are "
+                                   "trimmed, each run number's latest state kept "
+                                   "(default 30; never: keep all)"),
     "slurm_runs_per_task": (_positive_int, "runs evaluated by one task of a reprocess's "
                                            "job array (default: the runs spread evenly "
                                            "over concurrent_jobs tasks)"),
