@@ -75,8 +75,12 @@ class ResultCollector:
         (e.g. Slurm refused the job array, or the step was interrupted)."""
         data = event.step_failure_data
         user = data.user_failure_data
-        reason = (user.description if user is not None and user.description
-                  else data.error.message.strip() if data.error else "the step failed")
+        if user is not None and user.description:
+            reason = user.description
+        elif data.error is not None and data.error.cls_name == "DagsterExecutionInterruptedError":
+            reason = "interrupted (Ctrl-C, or its Dagster run was terminated)"
+        else:
+            reason = data.error.message.strip() if data.error else "the step failed"
         for result in self.results.values():
             if not result.names() and result.run_error is None:
                 result.run_error = reason

@@ -271,6 +271,8 @@ def test_ctrl_c_cancels_the_array(slurm_folder):
     finally:
         command.kill()
     assert command.returncode != 0
+    assert "r1, r2, r3, r4, r5, r6: not processed: interrupted (Ctrl-C, or its Dagster run " \
+           "was terminated)" in out
     tasks = array_tasks(folder)
     assert tasks and all(t["JobState"] == "CANCELLED" for t in tasks), tasks
     assert values(folder) == {} or all(row["sleepy"] is None for row in values(folder).values())
