@@ -3,7 +3,7 @@
     python -m context_loader describe CONTEXT.py --out OUT.json
     python -m context_loader exec CONTEXT.py --proposal P --run R --data raw|proc|all \\
         [--var NAME]... [--match TEXT]... [--cluster|--no-cluster] \\
-        --fragment OUT.h5 --report OUT.json
+        [--inputs-from RUN.h5] --fragment OUT.h5 --report OUT.json
 
 Results travel only through the output files; log lines (and the user's prints) go to
 stderr/stdout for the caller's process log. ``exec`` exits 0 even when variables fail,
@@ -40,6 +40,9 @@ def main(argv=None) -> int:
     e.add_argument("--match", action="append", default=[], help="substring of titles")
     e.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=None,
                    help="only cluster (or with --no-cluster, only non-cluster) variables")
+    e.add_argument("--inputs-from", type=Path, default=None,
+                   help="compute only the selected variables, reading the saved ones they "
+                        "depend on from this run file")
     e.add_argument("--fragment", type=Path, required=True)
     e.add_argument("--report", type=Path, required=True)
     args = ap.parse_args(argv)
@@ -65,7 +68,7 @@ def main(argv=None) -> int:
         runner.execute(
             args.context, args.proposal, args.run, args.data, variables=args.var,
             match=args.match, cluster=args.cluster, fragment_path=args.fragment,
-            report_path=args.report, logger=log)
+            report_path=args.report, logger=log, inputs_from=args.inputs_from)
     except ContextFileErrors as err:
         runner.write_json(args.report, {"proposal": args.proposal, "run": args.run,
                                   "error": str(err), "problems": err.problems})

@@ -17,7 +17,9 @@ of its upstream outputs is missing, so a proc variable depending on a raw one th
 skipped would silently skip every other proc variable of an ``all`` run. Within one
 step, our own code applies DAMNIT's rules per variable. A step evaluates the selected
 variables of each run in its partition range with one open of the run, stores them with
-one locked write and yields events (:mod:`.outcomes`).
+one locked write and yields events (:mod:`.outcomes`). A ``reprocess --stale`` run (tag
+``damnit/inputs=stored``) and the proc pass read the saved inputs of what they compute
+from the run's file instead of computing them again.
 
 A visible asset ``p{proposal}/context.py`` carries the state of the context file: which
 version is served and, if the current file is broken, its errors.
@@ -36,7 +38,15 @@ from damnit_dagster.defs.context_source import ContextSnapshot, evaluation_path
 from damnit_dagster.defs.outcomes import CHECK_NAME, events_for_run
 from damnit_dagster.defs.partitions import runs_partitions
 from damnit_dagster.defs.resources import DamnitFolder
-from damnit_dagster.defs.tags import PROCESSING, group_name, processing_id
+from damnit_dagster.defs.tags import (
+    CALIBRATION,
+    INPUTS,
+    PROCESSING,
+    STORED,
+    TRIGGER,
+    group_name,
+    processing_id,
+)
 from damnit_dagster.defs.tags import RUN_KEY as RUN_KEY_TAG
 from damnit_dagster.execution.process_run import (
     ERROR,
@@ -46,6 +56,7 @@ from damnit_dagster.execution.process_run import (
     RunOutcome,
     evaluate_and_store,
 )
+from damnit_dagster.storage.provenance import Versions
 
 LOCAL, CLUSTER = "local", "cluster"
 _TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
@@ -167,12 +178,18 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
         not_processed = []
         t0 = time.perf_counter()
 
-        run_key = context.run.tags.get(RUN_KEY_TAG) or context.run.tags.get(PROCESSING)
+        run_tags = context.run.tags
+        run_key = run_tags.get(RUN_KEY_TAG) or run_tags.get(PROCESSING)
+        stored_inputs = (run_tags.get(INPUTS) == STORED
+                         or run_tags.get(TRIGGER) == CALIBRATION)
+        versions = Versions({n: v["code_version"] for n, v in variables.items()}, parents,
+                            context.run.run_id)
 
         def evaluate_run(run):
             return evaluate(damnit.path, proposal, run, path, selected, data,
                             context_python=python, settings=settings, cluster=bucket == CLUSTER,
-                            processing_id=processing_id(run_key, run) if run_key else None)
+                            processing_id=processing_id(run_key, run) if run_key else None,
+                            stored_inputs=stored_inputs, versions=versions)
 
         # A ranged run evaluates several runs at once (one per core, each in its own forked
         # child) and reports them in order; the user's code is loaded once, by the first.

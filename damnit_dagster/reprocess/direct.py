@@ -60,16 +60,22 @@ def partition_ranges(partition_keys: list[str], runs: list[int]) -> list[tuple[s
 def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
                      progress: Callable[[Progress], None] | None = None,
                      instance: dg.DagsterInstance | None = None, poll: float = 0.5,
-                     server: EvaluationServer | None = None) -> dict[int, RunResult]:
+                     server: EvaluationServer | None = None,
+                     only: list[str] | None = None) -> dict[int, RunResult]:
     """Recompute the selected variables (as :func:`.backfill.reprocess`) of ``runs`` in
     this process; returns the per-run results. ``progress`` is called from a helper
     thread whenever the count of runs with stored results changes. With ``server``, the
-    context file is described and evaluated there, never executed in this process."""
+    context file is described and evaluated there, never executed in this process.
+    With ``only`` (saved variable names), exactly those are computed, the saved variables
+    they depend on read from each run's file (``reprocess --stale``)."""
     paths = DamnitPaths(damnit_dir)
     if server is not None:  # the code location then finds the server's description
         load_context(paths.root, describe=server.describe,
                      on_new_version=variable_syncer(paths.root))
     proposal, run_list, names, described = selection(paths, runs, match, variables, data)
+    extra_tags = {}
+    if only is not None:
+        names, extra_tags = [n for n in names if n in only], {tags.INPUTS: tags.STORED}
     placement = {v["name"]: bucket_of(v) for v in described}
     own_instance = instance is None
     instance = instance or dg.DagsterInstance.get()
@@ -95,7 +101,7 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
                     raise_on_error=False,
                     tags={ASSET_PARTITION_RANGE_START_TAG: first,
                           ASSET_PARTITION_RANGE_END_TAG: last, tags.TRIGGER: TRIGGER,
-                          tags.DATA: data, tags.PROCESSING: key},
+                          tags.DATA: data, tags.PROCESSING: key, **extra_tags},
                     run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
         gui.flush(timeout=2.0)
         return ResultCollector(proposal, run_list).update(instance, [p[3] for p in plan])

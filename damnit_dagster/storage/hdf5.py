@@ -1,12 +1,13 @@
 """Per-run HDF5 files in DAMNIT's layout: reading fragments and merging them into run files.
 
-A variable ``<n>`` lives in up to four places of a file: ``/<n>`` (its data: a group with
-``data`` or a NetCDF4 group), ``/.reduced/<n>`` (summary), ``/.preview/<n>`` and
-``/.errors/<n>``. A fragment holds the results of one evaluation; its root attribute
-``cleared`` (our addition) lists the variables that now returned ``None``.
+A variable ``<n>`` lives in up to five places of a file: ``/<n>`` (its data: a group with
+``data`` or a NetCDF4 group), ``/.reduced/<n>`` (summary), ``/.preview/<n>``,
+``/.errors/<n>`` and ``/.provenance/<n>`` (our addition, :mod:`.provenance`). A fragment
+holds the results of one evaluation; its root attribute ``cleared`` (our addition) lists
+the variables that now returned ``None``.
 
-The re-run rule: every name a fragment mentions (in any of the four places, or in
-``cleared``) replaces *all four* places of the old file; names it does not mention keep
+The re-run rule: every name a fragment mentions (in any of these places, or in
+``cleared``) replaces *all five* places of the old file; names it does not mention keep
 their old content. The merged file is always written as a new file (see
 :func:`merge_into_new_file`), so deleted objects never leave dead space behind.
 
@@ -25,10 +26,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from context_loader.hdf5_names import NETCDF_OBJTYPES, OBJTYPE_ATTR
+from context_loader.hdf5_names import NETCDF_OBJTYPES, OBJTYPE_ATTR, PROVENANCE_GROUP
 from damnit_dagster.storage.values import PNG_MAGIC, ReducedValue
 
-SPECIAL_GROUPS = (".reduced", ".preview", ".errors")
+DAMNIT_GROUPS = (".reduced", ".preview", ".errors")
+SPECIAL_GROUPS = (*DAMNIT_GROUPS, PROVENANCE_GROUP)
 CLEARED_ATTR = "cleared"
 _SCALE_ATTRS = {"CLASS", "NAME", "REFERENCE_LIST", "DIMENSION_LIST", "DIMENSION_LABELS"}
 _DIMID_ATTRS = ("_Netcdf4Dimid", "_Netcdf4Coordinates")
@@ -189,7 +191,7 @@ def merge_into_new_file(old_path, fragment_path, out_path) -> set[str]:
         replaced = variable_names(fout) | cleared_names(fout)
         if CLEARED_ATTR in fout.attrs:
             del fout.attrs[CLEARED_ATTR]
-        for special in SPECIAL_GROUPS:
+        for special in DAMNIT_GROUPS:   # as DAMNIT's files; .provenance only when used
             fout.require_group(special)
         if old_path is None:
             return replaced
