@@ -20,6 +20,7 @@ from pathlib import Path
 import h5py
 
 from .contextfile import ContextFile
+from .fragment import DATAARRAY_NAME, DATAARRAY_VARIABLE
 from .hdf5_names import NETCDF_OBJTYPES, OBJTYPE_ATTR, PROVENANCE_GROUP
 
 #: Kinds of stored objects that cannot stand in for the original (figures as images).
@@ -72,11 +73,21 @@ def _read_plain(group: h5py.Group):
     return dset[()]
 
 
-def _read_netcdf(path: Path, name: str, kind: str):
+def _read_netcdf(f: h5py.File, name: str, kind: str):
+    """A DataArray or Dataset, as ``xr.load_dataarray``/``load_dataset`` of the group."""
+    import h5netcdf
     import xarray as xr
+    from xarray.backends import H5NetCDFStore
 
-    load = xr.load_dataarray if kind == "dataarray" else xr.load_dataset
-    obj = load(path, group=name, engine="h5netcdf")
+    with h5netcdf.File(f, "r") as nf:
+        obj = xr.open_dataset(H5NetCDFStore(nf, group=name, mode="r")).load()
+    if kind == "dataarray":
+        (array,) = obj.data_vars.values()
+        if DATAARRAY_NAME in obj.attrs:
+            array.name = obj.attrs[DATAARRAY_NAME]
+        if array.name == DATAARRAY_VARIABLE:
+            array.name = None
+        obj = array
     obj.attrs = {k: v for k, v in obj.attrs.items() if not k.startswith("_damnit_")}
     return obj
 
@@ -89,8 +100,10 @@ def read_inputs(run_file, names) -> tuple[dict[str, object], set[str]]:
     names = set(names)
     if not names or not run_file.is_file():
         return {}, names
-    values, unusable, netcdf = {}, set(), {}
-    with h5py.File(run_file, "r") as f:
+    values, unusable = {}, set()
+    # Without HDF5's file lock: run files are only ever replaced whole, and a lock a
+    # writer's forked sibling inherited must not make the file unreadable.
+    with h5py.File(run_file, "r", locking=False) as f:
         records = read_records(f)
         for name in names:
             status = records.get(name, {}).get("status")
@@ -103,18 +116,11 @@ def read_inputs(run_file, names) -> tuple[dict[str, object], set[str]]:
                 continue
             kind = group.attrs.get(OBJTYPE_ATTR, "")
             kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-            if kind in NETCDF_OBJTYPES:
-                netcdf[name] = kind
-                continue
             try:
-                values[name] = _read_plain(group)
+                values[name] = (_read_netcdf(f, name, kind) if kind in NETCDF_OBJTYPES
+                                else _read_plain(group))
             except (_Unusable, KeyError, OSError, ImportError, ValueError):
                 unusable.add(name)
-    for name, kind in netcdf.items():
-        try:
-            values[name] = _read_netcdf(run_file, name, kind)
-        except (OSError, ValueError, KeyError, ImportError):
-            unusable.add(name)
     return values, unusable
 
 

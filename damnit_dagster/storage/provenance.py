@@ -41,7 +41,7 @@ def stored_records(run_file) -> dict[str, dict]:
     """The records in a run file, by name (none when the file does not exist)."""
     if not Path(run_file).is_file():
         return {}
-    with h5py.File(run_file, "r") as f:
+    with h5py.File(run_file, "r", locking=False) as f:   # see context_loader.stored
         return read_records(f)
 
 
@@ -71,7 +71,9 @@ def new_records(report: dict, versions: Versions, old: dict[str, dict]) -> dict[
 
 def add_records(fragment, records: dict[str, dict]) -> None:
     """Write ``records`` into a fragment, to be stored with it."""
-    with h5py.File(fragment, "r+") as f:
+    # Without HDF5's file lock: a child forked meanwhile by another thread would inherit
+    # it and keep it, and the store that follows could not open the fragment.
+    with h5py.File(fragment, "r+", locking=False) as f:
         group = f.require_group(PROVENANCE_GROUP)
         for name, record in records.items():
             if name in group:
