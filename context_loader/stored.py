@@ -92,6 +92,23 @@ def _read_netcdf(f: h5py.File, name: str, kind: str):
     return obj
 
 
+def read_value(run_file, name: str):
+    """The stored data of variable ``name`` in ``run_file``, as ``damnit.api``'s
+    ``read()`` returns it (a figure as its image array, a Plotly figure as its JSON
+    bytes). Raises ``KeyError`` when the file has no data for it."""
+    with h5py.File(run_file, "r", locking=False) as f:
+        group = f.get(name)
+        if not isinstance(group, h5py.Group):
+            raise KeyError(f"{run_file} has no data for {name!r}")
+        kind = group.attrs.get(OBJTYPE_ATTR, "")
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        if kind in NETCDF_OBJTYPES:
+            return _read_netcdf(f, name, kind)
+        if kind in NOT_INPUTS:
+            return group["data"][()]
+        return _read_plain(group)
+
+
 def read_inputs(run_file, names) -> tuple[dict[str, object], set[str]]:
     """(values, unusable names) of the saved variables ``names`` in ``run_file``: a value
     for each one stored with a result (``None`` when it returned ``None``), the others

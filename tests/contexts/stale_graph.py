@@ -61,3 +61,9 @@ def axes(run, f: "var#fig"):
 def leaf(run, s: "var#scalar", lab: "var#label", t: "var#tmp"):
     called("leaf")
     return f"{lab}: {s + t.sum()}"
+
+
+@Variable(title="Proc sum", data="proc")
+def proc_sum(run, b: "var#base"):
+    called("proc_sum")
+    return float(b.sum())

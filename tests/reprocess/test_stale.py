@@ -1,5 +1,6 @@
 """``reprocess --stale``: per run, only stale variables and their dependents are computed;
 their other inputs are read from the run's file."""
+import os
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from support.paths import CONTEXTS, REPO
 
 PROPOSAL = 4321
 RUNS = [1, 2, 3]
-SAVED = ["arr", "axes", "base", "fig", "label", "leaf", "scalar"]
+SAVED = ["arr", "axes", "base", "fig", "label", "leaf", "proc_sum", "scalar"]
 
 
 @pytest.fixture
@@ -105,6 +106,51 @@ def test_editing_a_leaf_recomputes_it_alone_and_equals_a_full_reprocess(stale_se
     with dg.DagsterInstance.get() as instance:
         reprocess_direct(folder, "all", instance=instance)
     assert_same(stale_values, values(folder))
+
+
+def test_each_run_file_is_replaced_once_per_pass(stale_setup, monkeypatch):
+    folder = stale_setup
+    renamed = []
+    replace = os.replace
+
+    def counting_replace(src, dst, *args, **kwargs):
+        renamed.append(Path(dst).name)
+        return replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", counting_replace)
+    edit(folder, "return xr.DataArray(b * 2,", "return xr.DataArray(b * 3,")
+    stale(folder)
+    run_files = sorted(n for n in renamed if n.startswith(f"p{PROPOSAL}_r"))
+    assert run_files == [f"p{PROPOSAL}_r{r}.h5" for r in RUNS]   # 3 variables, one write
+
+
+def test_load_asset_value_reads_what_damnit_api_reads(stale_setup):
+    from damnit_dagster.defs.definitions import build_definitions
+
+    folder = stale_setup
+    defs = build_definitions(folder, with_sensor=False)
+    expected = values(folder)
+    with dg.DagsterInstance.get() as instance:
+        for name in SAVED:
+            value = defs.load_asset_value(dg.AssetKey([f"p{PROPOSAL}", name]),
+                                          partition_key="2", instance=instance)
+            assert_same({name: value}, {name: expected[2, name]})
+
+
+def test_a_calibration_event_does_not_call_raw_functions_again(stale_setup):
+    from damnit_dagster.defs.definitions import build_definitions
+
+    folder = stale_setup
+    before = timestamps(folder)
+    defs = build_definitions(folder, with_sensor=False)
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def("proc").execute_in_process(
+            instance=instance, partition_key="2", tags={"damnit/trigger": "calibration"})
+    assert result.success
+    assert calls(folder) == ["proc_sum"]                      # base is read, not called
+    after = timestamps(folder)
+    assert {k for k in after if after[k] != before[k]} == {(2, "proc_sum")}
+    assert values(folder)[2, "proc_sum"] == 14.0
 
 
 def test_an_upstream_edit_recomputes_its_dependents_and_nothing_else(stale_setup):
