@@ -137,6 +137,24 @@ def test_load_asset_value_reads_what_damnit_api_reads(stale_setup):
             assert_same({name: value}, {name: expected[2, name]})
 
 
+def test_the_dagster_ui_marks_stale_exactly_what_stale_recomputes(stale_setup):
+    from damnit_dagster.defs.definitions import build_definitions
+    from damnit_dagster.plugins.dagster_private import StaleStatus, get_stale_status_resolver
+
+    folder = stale_setup
+    edit(folder, "return xr.DataArray(b * 2,", "return xr.DataArray(b * 3,")
+    edit(folder, '@Variable(title="Label")', '@Variable(title="Label text", tags=["new"])')
+    defs = build_definitions(folder, with_sensor=False)
+    _, found = find_stale(folder, "all")
+    with dg.DagsterInstance.get() as instance:
+        resolver = get_stale_status_resolver(instance,
+                                             list(defs.resolve_asset_graph().assets_defs))
+        for item in found:
+            ui = {name for name in SAVED if resolver.get_status(
+                dg.AssetKey([f"p{PROPOSAL}", name]), str(item.run)) == StaleStatus.STALE}
+            assert ui == set(item.stale) == {"arr", "scalar", "leaf"}, item.run
+
+
 def test_a_calibration_event_does_not_call_raw_functions_again(stale_setup):
     from damnit_dagster.defs.definitions import build_definitions
 
