@@ -8,7 +8,8 @@ stand in for what its function returned is computed again, only to feed its depe
 (it is not stored again): a figure (kept as an image), a Plotly figure, a value that
 failed, was skipped or could not be saved, and a value without a provenance record (stored
 before records existed, or by DAMNIT). Transient variables are never stored, so they are
-always computed again when needed.
+always computed again when needed. :func:`read_value` reads any stored value, as the
+Dagster side's IO manager does for ``load_asset_value``.
 """
 from __future__ import annotations
 

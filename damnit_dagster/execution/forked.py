@@ -67,7 +67,8 @@ def evaluate_in_child(*, damnit_dir, context_path, proposal: int, run: int, data
     "timed_out": whether it reached the time limit}`` (the arguments are JSON-safe, as an
     evaluation server receives them). The child's output is appended to the process log
     ``log``; its report goes next to ``fragment``
-    (:func:`.evaluator.report_path`). ``track(pid, alive)`` is told when the child
+    (:func:`.evaluator.report_path`). With ``inputs_from`` (a run file), saved inputs are
+    read from it (``context_loader.stored``). ``track(pid, alive)`` is told when the child
     runs (``alive`` True) and, before it is reaped, when it has ended.
     """
     from context_loader import runner
