@@ -3,10 +3,10 @@
     python -m context_loader describe CONTEXT.py --out OUT.json
     python -m context_loader exec CONTEXT.py --proposal P --run R --data raw|proc|all \\
         [--var NAME]... [--match TEXT]... [--cluster|--no-cluster] \\
-        --fragment OUT.h5 --report OUT.json
+        [--inputs-from RUN.h5] --fragment OUT.h5 --report OUT.json
     python -m context_loader exec-runs CONTEXT.py --proposal P --data raw|proc|all \\
         [--var NAME]... [--match TEXT]... [--cluster|--no-cluster] [--header TEXT] \\
-        --task RUN OUT.h5 OUT.json LOG [--task ...]
+        [--inputs-from-pattern RUN_{run}.h5] --task RUN OUT.h5 OUT.json LOG [--task ...]
 
 Results travel only through the output files; log lines (and the user's prints) go to
 stderr/stdout for the caller's process log. ``exec`` exits 0 even when variables fail,
@@ -50,6 +50,9 @@ def main(argv=None) -> int:
     e.add_argument("--match", action="append", default=[], help="substring of titles")
     e.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=None,
                    help="only cluster (or with --no-cluster, only non-cluster) variables")
+    e.add_argument("--inputs-from", type=Path, default=None,
+                   help="compute only the selected variables, reading the saved ones they "
+                        "depend on from this run file")
     e.add_argument("--fragment", type=Path, required=True)
     e.add_argument("--report", type=Path, required=True)
     m = sub.add_parser("exec-runs", help="evaluate several runs, each into its own files")
@@ -60,6 +63,8 @@ def main(argv=None) -> int:
     m.add_argument("--match", action="append", default=[], help="substring of titles")
     m.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=None)
     m.add_argument("--header", default="", help="first line of each run's log ({run})")
+    m.add_argument("--inputs-from-pattern", default=None,
+                   help="as --inputs-from, the run file of each run ({run})")
     m.add_argument("--task", nargs=4, action="append", required=True,
                    metavar=("RUN", "FRAGMENT", "REPORT", "LOG"))
     args = ap.parse_args(argv)
@@ -87,7 +92,7 @@ def main(argv=None) -> int:
         runner.execute(
             args.context, args.proposal, args.run, args.data, variables=args.var,
             match=args.match, cluster=args.cluster, fragment_path=args.fragment,
-            report_path=args.report, logger=log)
+            report_path=args.report, logger=log, inputs_from=args.inputs_from)
     except ContextFileErrors as err:
         runner.write_json(args.report, {"proposal": args.proposal, "run": args.run,
                                   "error": str(err), "problems": err.problems})
@@ -120,7 +125,9 @@ def _exec_runs(args) -> int:
         try:
             runner.execute(ctx, args.proposal, run, args.data, variables=args.var,
                            match=args.match, cluster=args.cluster, fragment_path=fragment,
-                           report_path=report, logger=log)
+                           report_path=report, logger=log, inputs_from=(
+                               Path(args.inputs_from_pattern.format(run=run))
+                               if args.inputs_from_pattern else None))
         except (runner.RunnerError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             runner.write_json(report, {"proposal": args.proposal, "run": run,

@@ -6,12 +6,14 @@ variables of ``@Group`` instances, and checks everything at once: a broken file 
 """
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
 import hashlib
 import inspect
 import linecache
 import re
+import textwrap
 import traceback
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
@@ -24,6 +26,9 @@ from .variable import RunData, Variable, _valid_data
 
 _PACKAGE_DIR = str(Path(__file__).parent)
 _GLOB_CHARS = "*?["
+#: Decorator arguments that change how a variable is shown, not its value: editing them
+#: updates the table's metadata without making stored values stale.
+DISPLAY_ONLY = frozenset({"title", "description", "tags"})
 
 
 @dataclass(frozen=True)
@@ -108,14 +113,16 @@ class ContextFile:
 
     # -- selection ----------------------------------------------------------------------
 
-    def select(self, run_data=RunData.ALL, variables=(), match=(), cluster=None) -> ContextFile:
+    def select(self, run_data=RunData.ALL, variables=(), match=(), cluster=None, *,
+               with_deps: bool = True) -> ContextFile:
         """The variables one evaluation runs, as DAMNIT's ``ContextFile.filter``.
 
         ``run_data``: RAW keeps raw variables, PROC keeps ``data="proc"`` ones (promoted
         ones included), ALL keeps all. ``variables`` are exact names and win over
         ``match``, case-insensitive substrings of titles (any of them). ``cluster``:
         None ignores the flag, True/False keep only cluster/non-cluster variables. Every
-        dependency of a selected variable is added back, whatever its data or cluster.
+        dependency of a selected variable is added back, whatever its data or cluster
+        (unless ``with_deps`` is False).
         """
         run_data = RunData(run_data)
         matches = [m.lower() for m in match]
@@ -131,10 +138,15 @@ class ContextFile:
             elif matches and not any(m in (var.title or name).lower() for m in matches):
                 continue
             chosen.add(name)
-        for name in list(chosen):
-            chosen |= self.all_deps(name)
+        if with_deps:
+            for name in list(chosen):
+                chosen |= self.all_deps(name)
+        return self.subset(chosen)
+
+    def subset(self, names) -> ContextFile:
+        """The variables ``names`` of this file (in evaluation order), sharing its graph."""
         return ContextFile(self.path, self.code,
-                           {n: v for n, v in self.vars.items() if n in chosen},
+                           {n: v for n, v in self.vars.items() if n in names},
                            self._deps, self._arguments)
 
     # -- what the Dagster side needs ----------------------------------------------------
@@ -142,7 +154,8 @@ class ContextFile:
     def code_version(self, name: str) -> str:
         """A hash of the variable's source (decorator included), the fields of its group
         instance, and the code versions of its dependencies: it changes when the way the
-        variable is computed changes."""
+        variable is computed changes. Comments, layout, the docstring and the display-only
+        decorator arguments (:data:`DISPLAY_ONLY`) are not part of it."""
         version = self._code_versions.get(name)
         if version is None:
             h = hashlib.sha256(self._source_of(self.vars[name]).encode())
@@ -187,6 +200,7 @@ class ContextFile:
                 source = inspect.getsource(func)
             except (OSError, TypeError):
                 source = repr((code.co_code, code.co_consts)) if code else repr(func)
+        source = _computing_part(source)
         group = getattr(var.func, "__self__", None)
         if group is not None:
             source += "\0" + re.sub(r" at 0x[0-9a-fA-F]+", "", repr(group))
@@ -194,6 +208,27 @@ class ContextFile:
 
     def __repr__(self):
         return f"<ContextFile {self.path!r}: {len(self.vars)} variables>"
+
+
+def _computing_part(source: str) -> str:
+    """A function's source without what does not change its result: comments, layout,
+    its docstring and the decorator arguments in :data:`DISPLAY_ONLY`. The source as it is
+    when it does not parse on its own (a lambda)."""
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return source
+    func = tree.body[0] if tree.body else None
+    if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return source
+    body = func.body
+    if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)):
+        func.body = body[1:] or [ast.Pass()]
+    for decorator in func.decorator_list:
+        if isinstance(decorator, ast.Call):
+            decorator.keywords = [k for k in decorator.keywords if k.arg not in DISPLAY_ONLY]
+    return ast.unparse(func)
 
 
 class _Loader:

@@ -86,17 +86,20 @@ def proposal_path(run):
 
 def evaluate_run(ctx: ContextFile, run, run_number: int, proposal: int, *,
                  mymdc: MyMdcClient | None = None, logger: logging.Logger | None = None,
-                 params: dict | None = None, on_done=None) -> Results:
+                 params: dict | None = None, on_done=None, inputs: dict | None = None) -> Results:
     """Evaluate every variable of ``ctx`` (already selected) on ``run``.
 
     ``run`` is what the functions receive (an EXtra-data DataCollection, or any object
     in tests). ``mymdc`` answers ``mymdc#`` arguments (default: fails clearly);
     ``params`` answers ``param#`` arguments (a variable missing one without a default is
     not run, as in DAMNIT). ``on_done(name, results)`` is called after each variable
-    (``start_time`` first), with the results so far.
+    (``start_time`` first), with the results so far. ``inputs`` are values of variables
+    not in ``ctx`` that its variables depend on (``None``: the variable returned None).
     """
-    return _Evaluation(ctx, run, run_number, proposal, mymdc or NoMyMdcClient(),
-                       logger or _log, params or {}, on_done).run()
+    evaluation = _Evaluation(ctx, run, run_number, proposal, mymdc or NoMyMdcClient(),
+                             logger or _log, params or {}, on_done)
+    evaluation.values.update({n: v for n, v in (inputs or {}).items() if v is not None})
+    return evaluation.run()
 
 
 def _as_variable_error(e: BaseException) -> BaseException:

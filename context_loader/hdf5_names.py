@@ -6,3 +6,5 @@ fragments into run files both use."""
 OBJTYPE_ATTR = "_damnit_objtype"
 #: The kinds written as netCDF groups by h5netcdf.
 NETCDF_OBJTYPES = ("dataarray", "dataset")
+#: Group holding each stored variable's provenance record (a JSON text per name).
+PROVENANCE_GROUP = ".provenance"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from .evaluate import evaluate_run, open_run, proc_available
 from .fragment import FragmentWriter
 from .fragment import warm_up as warm_up_fragment_writer
 from .mymdc import MyMdcClient, proposal_client
+from .stored import plan
 from .variable import RunData
 
 _log = logging.getLogger(__name__)
@@ -49,13 +51,17 @@ def describe(path, import_dir=None) -> dict:
 
 def execute(context, proposal: int, run: int, data="all", *, variables=(), match=(),
             cluster=None, fragment_path, report_path=None, import_dir=None,
-            mymdc: MyMdcClient | None = None, logger: logging.Logger | None = None) -> dict:
+            mymdc: MyMdcClient | None = None, logger: logging.Logger | None = None,
+            inputs_from=None) -> dict:
     """Evaluate the selected variables of one run and write them to ``fragment_path``.
 
     ``context`` is a path (its neighbour modules, or those in ``import_dir``, importable),
     or a :class:`ContextFile` already loaded (to evaluate many runs with one load).
     ``data`` is the trigger (raw/proc/all); ``variables``, ``match`` and
-    ``cluster`` narrow the selection as :meth:`ContextFile.select`. ``mymdc`` answers
+    ``cluster`` narrow the selection as :meth:`ContextFile.select`. With ``inputs_from``
+    (the run's HDF5 file), only the selected variables are computed and stored: the saved
+    variables they depend on are read from that file where they can be
+    (:mod:`.stored`). ``mymdc`` answers
     ``mymdc#`` arguments; by default the proposal's MyMDC credentials are used, read only
     if a variable asks. If proc variables are
     selected but the run has no proc data, only the raw ones run (DAMNIT's rule) and the
@@ -83,7 +89,15 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
     if unknown:
         raise RunnerError(f"unknown variable(s) in the selection: {', '.join(unknown)}")
     run_data = RunData(data)
-    selected = ctx.select(run_data, variables=variables, match=match, cluster=cluster)
+    selected = ctx.select(run_data, variables=variables, match=match, cluster=cluster,
+                          with_deps=inputs_from is None)
+    stored = None
+    if inputs_from is not None:
+        stored = plan(ctx, selected.vars, inputs_from)
+        selected = stored.compute
+        log.info("Reading %d stored inputs from %s; computing again (not stored): %s",
+                 len(stored.values), inputs_from, ", ".join(sorted(stored.again)) or "none")
+    again = stored.again if stored is not None else set()
     log.info("Using %d variables (of %d) from %s: %s", len(selected.vars), len(ctx.vars),
              ctx.path, ", ".join(selected.vars))
 
@@ -93,7 +107,7 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
         if any(v.data is RunData.PROC for v in selected.vars.values()):
             log.warning("Proc data is unavailable, only raw variables will be executed.")
             raw_only = selected.select(RunData.RAW)
-            proc_missing = [n for n in selected.vars if n not in raw_only.vars]
+            proc_missing = [n for n in selected.vars if n not in raw_only.vars and n not in again]
             selected = raw_only
 
     try:
@@ -103,16 +117,19 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
                           f"({run_data.value} data): {type(e).__name__}: {e}") from e
 
     report = {"proposal": proposal, "run": run, "data_opened": opened, "start_time": None,
-              "proc_missing": proc_missing, "variables": {}}
+              "proc_missing": proc_missing, "host": socket.gethostname(), "variables": {}}
     progress = None
     if report_path is not None:
         progress = open(progress_path(report_path), "w", encoding="utf-8")
         _append(progress, {**report, "order": list(selected.vars),
-                           "transient": [n for n, v in selected.vars.items() if v.transient]})
+                           "transient": [n for n, v in selected.vars.items()
+                                         if v.transient or n in again]})
     writer = FragmentWriter(fragment_path, provenance="context.py")
 
     def on_done(name, results):
         var = selected.vars.get(name)
+        if name in again:
+            return
         if var is None or not var.transient:
             if name in results.errors:
                 writer.add(name, error=results.errors[name])
@@ -131,7 +148,8 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
 
     try:
         evaluate_run(selected, run_obj, run, proposal, mymdc=mymdc or proposal_client(proposal),
-                     logger=log, on_done=on_done)
+                     logger=log, on_done=on_done,
+                     inputs=stored.values if stored is not None else None)
         writer.close()
     except BaseException:
         writer.discard()

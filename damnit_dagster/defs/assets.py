@@ -17,7 +17,9 @@ of its upstream outputs is missing, so a proc variable depending on a raw one th
 skipped would silently skip every other proc variable of an ``all`` run. Within one
 step, our own code applies DAMNIT's rules per variable. A step evaluates the selected
 variables of each run in its partition range with one open of the run, stores them with
-one locked write and yields events (:mod:`.outcomes`).
+one locked write and yields events (:mod:`.outcomes`). A ``reprocess --stale`` run (tag
+``damnit/inputs=stored``) and the proc pass read the saved inputs of what they compute
+from the run's file instead of computing them again.
 
 A visible asset ``p{proposal}/context.py`` carries the state of the context file: which
 version is served and, if the current file is broken, its errors.
@@ -37,7 +39,16 @@ from damnit_dagster.defs.outcomes import CHECK_NAME, events_for_run
 from damnit_dagster.defs.partitions import runs_partitions
 from damnit_dagster.defs.resources import DamnitFolder
 from damnit_dagster.defs.slurm_step import on_slurm
-from damnit_dagster.defs.tags import EXECUTOR, PROCESSING, group_name, processing_id
+from damnit_dagster.defs.tags import (
+    CALIBRATION,
+    EXECUTOR,
+    INPUTS,
+    PROCESSING,
+    STORED,
+    TRIGGER,
+    group_name,
+    processing_id,
+)
 from damnit_dagster.defs.tags import RUN_KEY as RUN_KEY_TAG
 from damnit_dagster.execution.process_run import (
     ERROR,
@@ -47,6 +58,7 @@ from damnit_dagster.execution.process_run import (
     RunOutcome,
     evaluate_and_store,
 )
+from damnit_dagster.storage.provenance import Versions
 
 LOCAL, CLUSTER = "local", "cluster"
 _TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
@@ -168,12 +180,18 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
         not_processed = []
         t0 = time.perf_counter()
 
-        run_key = context.run.tags.get(RUN_KEY_TAG) or context.run.tags.get(PROCESSING)
+        run_tags = context.run.tags
+        run_key = run_tags.get(RUN_KEY_TAG) or run_tags.get(PROCESSING)
+        stored_inputs = (run_tags.get(INPUTS) == STORED
+                         or run_tags.get(TRIGGER) == CALIBRATION)
+        versions = Versions({n: v["code_version"] for n, v in variables.items()}, parents,
+                            context.run.run_id)
 
         def evaluate_run(run, evaluator=None):
             return evaluate(damnit.path, proposal, run, path, selected, data,
                             context_python=python, settings=settings, cluster=bucket == CLUSTER,
                             processing_id=processing_id(run_key, run) if run_key else None,
+                            stored_inputs=stored_inputs, versions=versions,
                             evaluator=evaluator)
 
         def finished(outcomes):
@@ -184,9 +202,9 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
                 context.log.info(f"{summarise(outcome, selected)} [{i}/{len(runs)} runs, "
                                  f"{time.perf_counter() - t0:.1f} s]")
 
-        if bucket == LOCAL and context.run.tags.get(EXECUTOR) == "slurm":
+        if bucket == LOCAL and run_tags.get(EXECUTOR) == "slurm":
             yield from finished(on_slurm(context, damnit, proposal, runs, path, selected, data,
-                                         settings, evaluate_run))
+                                         settings, evaluate_run, stored_inputs))
         else:
             # A ranged run evaluates several runs at once (one per core, each in its own
             # forked child) and reports them in order; the user's code is loaded once.

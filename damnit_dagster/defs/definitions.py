@@ -14,6 +14,7 @@ import dagster as dg
 
 from damnit_dagster.defs.assets import CLUSTER, bucket_of, build_assets, saved_variables
 from damnit_dagster.defs.context_source import load_context, variable_syncer
+from damnit_dagster.defs.io_manager import DamnitIOManager
 from damnit_dagster.defs.jobs import build_jobs, job_name
 from damnit_dagster.defs.partitions import runs_partitions
 from damnit_dagster.defs.resources import DamnitFolder
@@ -60,7 +61,8 @@ def build_definitions(damnit_dir, *, state_dir=None, evaluate=evaluate_and_store
     return dg.Definitions(
         assets=build_assets(snapshot, proposal, evaluate), jobs=[*jobs, trim_instance],
         sensors=sensors, schedules=[retention_schedule],
-        resources={"damnit": DamnitFolder(path=str(paths.root))},
+        resources={"damnit": DamnitFolder(path=str(paths.root)),
+                   "io_manager": DamnitIOManager(path=str(paths.root))},
         executor=dg.in_process_executor)
 
 

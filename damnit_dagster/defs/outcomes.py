@@ -1,7 +1,8 @@
 """Turn what happened to a run's variables into the Dagster events the UI shows.
 
 * A variable that produced a value: an ``AssetMaterialization`` of its partition with the
-  summary, units, title, the HDF5 path and, for images and figures, a small PNG preview.
+  summary, units, title, the HDF5 path, its provenance (data source, host, the data
+  versions of its inputs) and, for images and figures, a small PNG preview.
   It carries Dagster's provenance tags (code version, data versions of its inputs), so
   the UI marks it stale when its code or an upstream variable's code changes.
 * A variable that failed: a failed ``evaluation`` check (severity ERROR) on that
@@ -42,16 +43,19 @@ PREVIEW_MAX_SIDE = 160
 
 
 def provenance_tags(code_versions: dict[str, str], name: str, parents: list[str],
-                    key_of) -> dict[str, str]:
+                    key_of, inputs: dict | None = None) -> dict[str, str]:
     """Dagster's data-version tags for a materialization of ``name``.
 
     A variable's data version is its code version, which already folds in the code of
     everything upstream: re-running unchanged code keeps dependents fresh, while editing
-    a function makes it and everything downstream stale (and nothing else).
+    a function makes it and everything downstream stale (and nothing else). ``inputs``
+    (from the value's provenance record) gives the data versions of inputs read from
+    storage, which may be older than their code.
     """
     tags = {CODE_VERSION_TAG: code_versions[name], DATA_VERSION_TAG: code_versions[name]}
     for parent in parents:
-        tags[get_input_data_version_tag(key_of(parent))] = code_versions[parent]
+        version = (inputs or {}).get(parent) or code_versions[parent]
+        tags[get_input_data_version_tag(key_of(parent))] = version
         tags[get_input_event_pointer_tag(key_of(parent))] = NULL_EVENT_POINTER
     return tags
 
@@ -139,6 +143,23 @@ def events_for_run(outcome: RunOutcome, names: list[str], variables: dict[str, d
             metadata["duration_s"] = dg.MetadataValue.float(round(float(report["duration"]), 4))
         if outcome.hdf5_path is not None:
             metadata["hdf5"] = dg.MetadataValue.path(str(outcome.hdf5_path))
+        record = outcome.records.get(name) or {}
+        metadata.update(provenance_metadata(record))
         yield dg.AssetMaterialization(
             asset_key=key, partition=partition, metadata=metadata,
-            tags=provenance_tags(code_versions, name, parents.get(name, []), key_of))
+            tags=provenance_tags(code_versions, name, parents.get(name, []), key_of,
+                                 record.get("inputs")))
+
+
+def provenance_metadata(record: dict) -> dict:
+    """A value's provenance record (``/.provenance/<name>`` of the run file) as metadata:
+    where it was computed, from which data, and the data versions of its inputs."""
+    metadata = {}
+    if record.get("source"):
+        metadata["data_source"] = dg.MetadataValue.text(
+            "raw" if record["source"] == "raw" else "raw+proc")
+    if record.get("host"):
+        metadata["host"] = dg.MetadataValue.text(record["host"])
+    if record.get("inputs"):
+        metadata["input_versions"] = dg.MetadataValue.json(record["inputs"])
+    return metadata

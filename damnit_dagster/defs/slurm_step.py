@@ -22,15 +22,18 @@ from damnit_dagster.execution.slurm_array import SlurmArray
 
 def on_slurm(context: dg.AssetExecutionContext, damnit: DamnitFolder, proposal: int,
              runs: list[int], context_path, selected: list[str], data: str, settings: dict,
-             evaluate_run: Callable[..., RunOutcome]) -> Iterator[tuple[int, RunOutcome]]:
-    """Evaluate ``selected`` for ``runs`` in a job array; yield ``(run, outcome)`` as each
+             evaluate_run: Callable[..., RunOutcome],
+             stored_inputs: bool = False) -> Iterator[tuple[int, RunOutcome]]:
+    """Evaluate ``selected`` for ``runs`` in a job array (``stored_inputs``: reading the
+    saved ones they depend on from each run's file); yield ``(run, outcome)`` as each
     run's task ends and its results are stored (by ``evaluate_run(run, evaluator)``).
     Raises ``dg.Failure`` with Slurm's message when the array is refused."""
     run_key = context.run.tags.get(RUN_KEY) or context.run.tags.get(PROCESSING)
     on_state = (task_states(damnit.path, settings, proposal, data,
                             lambda run: processing_id(run_key, run)) if run_key else None)
     with SlurmArray(damnit.path, proposal, runs, context_path, data=data, variables=selected,
-                    settings=settings, on_state=on_state) as array:
+                    settings=settings, stored_inputs=stored_inputs,
+                    on_state=on_state) as array:
         try:
             jobs = array.submit()
         except (SlurmError, ContextPythonError) as e:

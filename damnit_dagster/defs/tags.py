@@ -13,6 +13,13 @@ EVENT_ID = "damnit/event_id"
 PLACEMENT = "damnit/placement"
 #: Which variables a reprocess computes: ``raw``, ``proc`` or ``all``.
 DATA = "damnit/data"
+#: ``stored`` on Dagster runs whose steps read the saved inputs of the variables they
+#: compute from the run's file instead of recomputing them (``reprocess --stale``).
+INPUTS = "damnit/inputs"
+#: Value of :data:`INPUTS` for reading stored inputs.
+STORED = "stored"
+#: :data:`TRIGGER` of the proc pass, which reads its raw inputs from storage too.
+CALIBRATION = "calibration"
 #: Dagster's tag of a sensor's run key (``event-{id}``, ``event-{id}-cluster``).
 RUN_KEY = "dagster/run_key"
 #: A reprocess's key of its runs' processing ids (what DAMNIT's GUI was told is queued).

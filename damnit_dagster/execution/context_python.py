@@ -42,7 +42,7 @@ class SubprocessEvaluator:
         cmd = environment.runner_command(
             self.python, request.context_file, request.proposal, request.run, request.data,
             fragment=fragment, report=report, variables=request.variables,
-            match=request.match, cluster=request.cluster)
+            match=request.match, cluster=request.cluster, inputs_from=request.inputs_from)
         returncode, timed_out, output = _run_teed(
             self.limits.wrap(cmd), cwd=request.damnit_dir, log=log, echo=echo,
             timeout=self.limits.time)

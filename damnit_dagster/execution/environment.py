@@ -68,9 +68,11 @@ def runner_env(base: dict | None = None) -> dict:
 
 
 def runner_command(python: str, context_path, proposal: int, run: int, data: str, *,
-                   fragment, report, variables=(), match=(), cluster=None) -> list[str]:
+                   fragment, report, variables=(), match=(), cluster=None,
+                   inputs_from=None) -> list[str]:
     """``python -m context_loader exec CONTEXT --proposal P --run R --data D
-    [--var V]... [--match M]... [--cluster|--no-cluster] --fragment F --report J``."""
+    [--var V]... [--match M]... [--cluster|--no-cluster] [--inputs-from RUN.h5]
+    --fragment F --report J``."""
     cmd = [str(python), "-m", "context_loader", "exec", str(context_path),
            "--proposal", str(int(proposal)), "--run", str(int(run)), "--data", str(data)]
     for name in variables:
@@ -79,6 +81,8 @@ def runner_command(python: str, context_path, proposal: int, run: int, data: str
         cmd += ["--match", text]
     if cluster is not None:
         cmd.append("--cluster" if cluster else "--no-cluster")
+    if inputs_from is not None:
+        cmd += ["--inputs-from", str(inputs_from)]
     cmd += ["--fragment", str(fragment), "--report", str(report)]
     return cmd
 

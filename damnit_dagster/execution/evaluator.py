@@ -33,7 +33,9 @@ class ExecutionError(RuntimeError):
 class Request:
     """What to evaluate: the variables of one run selected by ``data`` (raw/proc/all),
     ``variables``/``match`` and ``cluster`` (see ``ContextFile.select``), with the folder's
-    ``settings`` (its ``metameta``) and context file (default: ``context.py``)."""
+    ``settings`` (its ``metameta``) and context file (default: ``context.py``). With
+    ``inputs_from`` (the run's file), only the selected variables are computed, the saved
+    ones they depend on read from it (``context_loader.stored``; Slurm jobs ignore it)."""
 
     damnit_dir: Path
     proposal: int
@@ -44,6 +46,7 @@ class Request:
     cluster: bool | None = False
     settings: dict = field(default_factory=dict)
     context_path: Path | None = None
+    inputs_from: Path | None = None
 
     @property
     def context_file(self) -> Path:

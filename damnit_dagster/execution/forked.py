@@ -61,13 +61,14 @@ def _die_with_parent() -> None:
 
 def evaluate_in_child(*, damnit_dir, context_path, proposal: int, run: int, data: str,
                       variables: list[str], fragment: str, log: str, settings: dict,
-                      track=None) -> dict:
+                      track=None, inputs_from: str | None = None) -> dict:
     """Evaluate in a child forked from this (warm) process, under the folder's limits;
     returns ``{"exit": the child's exit code (negative: killed by that signal),
     "timed_out": whether it reached the time limit}`` (the arguments are JSON-safe, as an
     evaluation server receives them). The child's output is appended to the process log
     ``log``; its report goes next to ``fragment``
-    (:func:`.evaluator.report_path`). ``track(pid, alive)`` is told when the child
+    (:func:`.evaluator.report_path`). With ``inputs_from`` (a run file), saved inputs are
+    read from it (``context_loader.stored``). ``track(pid, alive)`` is told when the child
     runs (``alive`` True) and, before it is reaped, when it has ended.
     """
     from context_loader import runner
@@ -94,7 +95,8 @@ def evaluate_in_child(*, damnit_dir, context_path, proposal: int, run: int, data
             os.chdir(damnit_dir)  # the user's relative paths and local imports, as in DAMNIT
             os.umask(0)
             runner.execute(ctx, proposal, run, data, variables=tuple(variables),
-                           fragment_path=str(fragment), report_path=report_path(Path(fragment)))
+                           fragment_path=str(fragment), report_path=report_path(Path(fragment)),
+                           inputs_from=inputs_from)
             status = 0
         except BaseException:
             traceback.print_exc()
@@ -141,6 +143,8 @@ class ForkedEvaluator:
                      proposal=request.proposal, run=request.run, data=request.data,
                      variables=list(request.variables), fragment=str(fragment), log=str(log),
                      settings=self.settings)
+        if request.inputs_from is not None:
+            child["inputs_from"] = str(request.inputs_from)
         end = (self.server.evaluate(**child) if self.server is not None
                else evaluate_in_child(**child))
         _copy_new_output(log, start, echo)

@@ -24,6 +24,7 @@ from damnit_dagster.execution import process_log
 from damnit_dagster.execution.evaluator import Evaluator, ExecutionError, Request, evaluate
 from damnit_dagster.storage.database import DamnitDB
 from damnit_dagster.storage.layout import DamnitPaths
+from damnit_dagster.storage.provenance import Versions, add_records, new_records, stored_records
 from damnit_dagster.storage.writer import store_fragment
 
 #: Per-variable statuses reported by the runner.
@@ -35,13 +36,15 @@ class RunOutcome:
     """The result of evaluating some variables for one run.
 
     ``variables`` maps name -> ``{"status", "error", "error_cls", "duration"}`` (the
-    runner's report); ``summaries`` the stored summaries; ``error`` is set when the run
-    could not be processed at all (then nothing was stored).
+    runner's report); ``summaries`` the stored summaries; ``records`` their provenance
+    records; ``error`` is set when the run could not be processed at all (then nothing
+    was stored).
     """
 
     run: int
     variables: dict[str, dict] = field(default_factory=dict)
     summaries: dict = field(default_factory=dict)
+    records: dict = field(default_factory=dict)
     data_opened: str | None = None
     proc_missing: list[str] = field(default_factory=list)
     hdf5_path: Path | None = None
@@ -78,10 +81,15 @@ def evaluator_for(*, cluster: bool, context_python: str | None, settings: dict,
 def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variables, data: str,
                        *, context_python: str | None = None, settings: dict | None = None,
                        cluster: bool = False, server=None,
-                       processing_id: str | None = None,
+                       processing_id: str | None = None, stored_inputs: bool = False,
+                       versions: Versions | None = None,
                        evaluator: Evaluator | None = None) -> RunOutcome:
     """Evaluate ``variables`` (names; their dependencies are added back) of ``run`` with
-    trigger ``data`` (raw/proc/all), store the results, and report what happened.
+    trigger ``data`` (raw/proc/all), store the results, and report what happened. With
+    ``stored_inputs``, the saved variables they depend on are read from the run's file
+    instead (see ``context_loader.stored``). With ``versions``, each stored value gets its
+    provenance record (:mod:`damnit_dagster.storage.provenance`), also in
+    ``outcome.records``.
     Evaluations in this interpreter are forked from ``server`` when given (see
     :mod:`.fork_server`), else from this process; ``evaluator`` overrides the choice (the
     run's task of a Slurm job array).
@@ -96,8 +104,10 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
     processing_id = processing_id or str(uuid.uuid4())
     outcome = RunOutcome(run=int(run), hdf5_path=paths.run_file(proposal, run))
     t0 = time.perf_counter()
+    run_file = paths.run_file(proposal, run)
     request = Request(paths.root, int(proposal), int(run), data, tuple(variables),
-                      cluster=None, settings=settings or {}, context_path=Path(context_path))
+                      cluster=None, settings=settings or {}, context_path=Path(context_path),
+                      inputs_from=run_file if stored_inputs else None)
     evaluation = None
     try:
         evaluator = evaluator or evaluator_for(cluster=cluster, context_python=context_python,
@@ -108,6 +118,9 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
         outcome.variables = report["variables"]
         outcome.data_opened = report.get("data_opened")
         outcome.proc_missing = list(report.get("proc_missing") or ())
+        if versions is not None:
+            outcome.records = new_records(report, versions, stored_records(run_file))
+            add_records(evaluation.fragment, outcome.records)
         outcome.summaries = store_fragment(paths.root, proposal, run, evaluation.fragment)
         gui.run_values_updated(proposal, run, outcome.summaries)
     except Exception as e:  # the run cannot be opened, the file cannot be written...

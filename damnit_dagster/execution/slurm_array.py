@@ -102,18 +102,19 @@ class RunFiles:
 
 
 class SlurmArray:
-    """One job array evaluating ``runs`` (see the module's text). Use as a context
-    manager: leaving it cancels the tasks not ended (the step was interrupted)."""
+    """One job array evaluating ``runs`` (see the module's text); with ``stored_inputs``,
+    the saved variables the selected ones depend on are read from each run's file. Use as
+    a context manager: leaving it cancels the tasks not ended (the step was interrupted)."""
 
     def __init__(self, damnit_dir, proposal: int, runs, context_path, *, data: str,
                  variables=(), settings: dict | None = None, poll: float = 0.5,
-                 on_state: Callable[..., None] | None = None):
+                 stored_inputs: bool = False, on_state: Callable[..., None] | None = None):
         self.paths = DamnitPaths(damnit_dir)
         self.proposal, self.runs = int(proposal), [int(r) for r in runs]
         self.context_path, self.data, self.variables = Path(context_path), data, tuple(variables)
         self.settings = ArraySettings.from_settings(settings)
         self.python = environment.resolve_python((settings or {}).get("context_python"))
-        self.poll, self.on_state = poll, on_state
+        self.poll, self.on_state, self.stored_inputs = poll, on_state, stored_inputs
         self.jobs: list[SlurmJob] = []
         self.files: dict[int, RunFiles] = {}
         self._tasks: dict[str, list[int]] = {}   # "<array id>_<index>" -> its runs
@@ -176,6 +177,8 @@ class SlurmArray:
                 "--proposal", str(self.proposal), "--data", self.data, "--no-cluster"]
         for name in self.variables:
             base += ["--var", name]
+        if self.stored_inputs:   # reprocess --stale, the proc pass: saved inputs are read
+            base += ["--inputs-from-pattern", self.paths.run_file_pattern(self.proposal)]
         lines = ["#!/bin/bash", 'case "$SLURM_ARRAY_TASK_ID" in']
         for index, chunk in enumerate(chunks):
             cmd = list(base)

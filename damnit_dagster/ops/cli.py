@@ -221,19 +221,25 @@ def read_context(folder: Folder):
               show_default=True, help="Which variables: raw, proc or all.")
 @click.option("--direct", is_flag=True, help="Do the work in this process even when the "
               "backend runs (by default its daemon runs a backfill).")
+@click.option("--stale", is_flag=True, help="Per run, only the variables whose stored "
+              "value is stale (never computed, code or an input changed) and their "
+              "dependents; their other inputs are read from the run's file. Always in "
+              "this process.")
 @click.option("--slurm/--local", "slurm", default=None, help="Evaluate the non-cluster "
               "variables in a Slurm job array (a task per run or chunk of runs, at most "
               "concurrent_jobs at once), or on this host. Default: the reprocess_executor "
               "setting, else local.")
 @click.pass_obj
-def reprocess(folder: Folder, runs, match, variables, data, direct, slurm):
+def reprocess(folder: Folder, runs, match, variables, data, direct, stale, slurm):
     """Recompute variables for RUNS (numbers, ranges like 5-9, or 'all').
 
     While the backend (listen/serve) runs, a Dagster backfill does it: its daemon queues
     the work with the live processing. Otherwise, or with --direct, the command executes
     the Dagster runs itself. Blocks until done, with a progress bar. Exits 0 when every
     run was processed, even if some variables failed (they are listed); non-zero when a
-    run could not be processed. Ctrl-C cancels the work, Slurm jobs included.
+    run could not be processed. With --stale, it first prints what is stale and why; a
+    context file that does not load is refused (nothing changes). Ctrl-C cancels the
+    work, Slurm jobs included.
     """
     from damnit_dagster.ops.backend import backend_running
 
@@ -241,9 +247,9 @@ def reprocess(folder: Folder, runs, match, variables, data, direct, slurm):
     with folder.db() as db:
         executor = ("slurm" if slurm else "local") if slurm is not None else (
             db.setting("reprocess_executor") or "local")
-    direct = direct or not backend_running(folder.paths.root)
+    direct = direct or stale or not backend_running(folder.paths.root)
     with _evaluation_server(folder, direct and executor == "local") as server:
-        _reprocess(folder, runs, match, variables, data, direct, server, executor)
+        _reprocess(folder, runs, match, variables, data, direct, server, stale, executor)
 
 
 @contextlib.contextmanager
@@ -264,18 +270,24 @@ def _evaluation_server(folder: Folder, direct: bool):
         yield server
 
 
-def _reprocess(folder: Folder, runs, match, variables, data, direct: bool, server,
+def _reprocess(folder: Folder, runs, match, variables, data, direct: bool, server, stale,
                executor: str):
     import dagster as dg
 
     from damnit_dagster.reprocess.backfill import reprocess as run_backfill
     from damnit_dagster.reprocess.direct import reprocess_direct
+    from damnit_dagster.reprocess.stale import reprocess_stale
 
     # Dagster's storages load first, while the server (if any) loads the context file
     with dg.DagsterInstance.get() as instance:
         # like DAMNIT's --update-vars: the table knows every variable
         sync_context(folder, describe=server.describe if server else None)
         work = functools.partial(reprocess_direct, server=server) if direct else run_backfill
+        if stale:
+            if data != "all":
+                raise click.BadParameter("--stale takes every variable's trigger; use "
+                                         "--var or --match to narrow it", param_hint="--data")
+            work = functools.partial(reprocess_stale, server=server, say=click.echo)
         results, no_data, proposal = _reprocess_runs(
             folder, runs, match, variables, data, direct,
             functools.partial(work, instance=instance, executor=executor))

@@ -61,6 +61,10 @@ NAMES: dict[str, tuple[str, str | None]] = {
                                    "get_input_data_version_tag"),
     "get_input_event_pointer_tag": ("dagster._core.definitions.data_version",
                                     "get_input_event_pointer_tag"),
+    # the UI's stale marks, which reprocess --stale must agree with (tests)
+    "get_stale_status_resolver": ("dagster._utils.test.data_versions",
+                                  "get_stale_status_resolver"),
+    "StaleStatus": ("dagster._core.definitions.data_version", "StaleStatus"),
     # sensor ticks, read by tests and benchmarks
     "InstigatorType": ("dagster._core.definitions.run_request", "InstigatorType"),
 }

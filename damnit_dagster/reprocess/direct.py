@@ -61,11 +61,14 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
                      progress: Callable[[Progress], None] | None = None,
                      instance: dg.DagsterInstance | None = None, poll: float = 0.5,
                      server: EvaluationServer | None = None,
+                     only: list[str] | None = None,
                      executor: str = "local") -> dict[int, RunResult]:
     """Recompute the selected variables (as :func:`.backfill.reprocess`) of ``runs`` in
     this process; returns the per-run results. ``progress`` is called from a helper
     thread whenever the count of runs with stored results changes. With ``server``, the
-    context file is described and evaluated there, never executed in this process. With
+    context file is described and evaluated there, never executed in this process.
+    With ``only`` (saved variable names), exactly those are computed, the saved variables
+    they depend on read from each run's file (``reprocess --stale``). With
     ``executor="slurm"``, the non-cluster variables are evaluated in a Slurm job array
     and stored here as each run's task ends."""
     paths = DamnitPaths(damnit_dir)
@@ -73,6 +76,9 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
         load_context(paths.root, describe=server.describe,
                      on_new_version=variable_syncer(paths.root))
     proposal, run_list, names, described = selection(paths, runs, match, variables, data)
+    extra_tags = {}
+    if only is not None:
+        names, extra_tags = [n for n in names if n in only], {tags.INPUTS: tags.STORED}
     placement = {v["name"]: bucket_of(v) for v in described}
     own_instance = instance is None
     instance = instance or dg.DagsterInstance.get()
@@ -98,7 +104,8 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
                     raise_on_error=False,
                     tags={ASSET_PARTITION_RANGE_START_TAG: first,
                           ASSET_PARTITION_RANGE_END_TAG: last, tags.TRIGGER: TRIGGER,
-                          tags.DATA: data, tags.PROCESSING: key, tags.EXECUTOR: executor},
+                          tags.DATA: data, tags.PROCESSING: key, tags.EXECUTOR: executor,
+                          **extra_tags},
                     run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
         gui.flush(timeout=2.0)
         return ResultCollector(proposal, run_list).update(instance, [p[3] for p in plan])

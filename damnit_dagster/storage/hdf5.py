@@ -1,12 +1,13 @@
 """Per-run HDF5 files in DAMNIT's layout: reading fragments and merging them into run files.
 
-A variable ``<n>`` lives in up to four places of a file: ``/<n>`` (its data: a group with
-``data`` or a NetCDF4 group), ``/.reduced/<n>`` (summary), ``/.preview/<n>`` and
-``/.errors/<n>``. A fragment holds the results of one evaluation; its root attribute
-``cleared`` (our addition) lists the variables that now returned ``None``.
+A variable ``<n>`` lives in up to five places of a file: ``/<n>`` (its data: a group with
+``data`` or a NetCDF4 group), ``/.reduced/<n>`` (summary), ``/.preview/<n>``,
+``/.errors/<n>`` and ``/.provenance/<n>`` (our addition, :mod:`.provenance`). A fragment
+holds the results of one evaluation; its root attribute ``cleared`` (our addition) lists
+the variables that now returned ``None``.
 
-The re-run rule: every name a fragment mentions (in any of the four places, or in
-``cleared``) replaces *all four* places of the old file; names it does not mention keep
+The re-run rule: every name a fragment mentions (in any of these places, or in
+``cleared``) replaces *all five* places of the old file; names it does not mention keep
 their old content. The merged file is always written as a new file (see
 :func:`merge_into_new_file`), so deleted objects never leave dead space behind.
 
@@ -25,14 +26,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from context_loader.hdf5_names import NETCDF_OBJTYPES, OBJTYPE_ATTR
+from context_loader.hdf5_names import NETCDF_OBJTYPES, OBJTYPE_ATTR, PROVENANCE_GROUP
 from damnit_dagster.storage.values import PNG_MAGIC, ReducedValue
 
-SPECIAL_GROUPS = (".reduced", ".preview", ".errors")
+DAMNIT_GROUPS = (".reduced", ".preview", ".errors")
+SPECIAL_GROUPS = (*DAMNIT_GROUPS, PROVENANCE_GROUP)
 CLEARED_ATTR = "cleared"
 _SCALE_ATTRS = {"CLASS", "NAME", "REFERENCE_LIST", "DIMENSION_LIST", "DIMENSION_LABELS"}
 _DIMID_ATTRS = ("_Netcdf4Dimid", "_Netcdf4Coordinates")
 _SEPARATE_ATTRS = {"max_diff", "summary_method", "summary_type"}
+#: A fragment replacing at most this many bytes of the run file patches a copy of it.
+PATCH_LIMIT = 1 << 20
 
 
 def _text(value) -> str:
@@ -121,13 +125,23 @@ class _Copier:
 
     def __init__(self, fdst: h5py.File):
         self.fdst = fdst
-        ids = []
+        self._next_dimid: int | None = None   # found when a NetCDF group is first copied
 
-        def collect(_, obj):
-            if isinstance(obj, h5py.Dataset) and "_Netcdf4Dimid" in obj.attrs:
-                ids.append(int(obj.attrs["_Netcdf4Dimid"]))
-        fdst.visititems(collect)
-        self.next_dimid = max(ids, default=-1) + 1
+    @property
+    def next_dimid(self) -> int:
+        if self._next_dimid is None:
+            ids = []
+
+            def collect(_, obj):
+                if isinstance(obj, h5py.Dataset) and "_Netcdf4Dimid" in obj.attrs:
+                    ids.append(int(obj.attrs["_Netcdf4Dimid"]))
+            self.fdst.visititems(collect)
+            self._next_dimid = max(ids, default=-1) + 1
+        return self._next_dimid
+
+    @next_dimid.setter
+    def next_dimid(self, value: int) -> None:
+        self._next_dimid = value
 
     def copy(self, fsrc: h5py.File, path: str) -> None:
         """Copy ``fsrc[path]`` to the same path in the destination (which must be free)."""
@@ -182,14 +196,20 @@ def merge_into_new_file(old_path, fragment_path, out_path) -> set[str]:
     ``out_path`` starts as a byte copy of the fragment (a run's first store copies
     nothing else); everything of the old file that the fragment does not replace is then
     copied in, including root attributes (which win over the fragment's) and groups we do
-    not know. The ``cleared`` attribute is dropped.
+    not know. The ``cleared`` attribute is dropped. When what the fragment replaces is
+    small (:data:`PATCH_LIMIT`, as when ``reprocess --stale`` recomputes a few
+    variables), ``out_path`` starts as a byte copy of the old file instead, and only the
+    fragment's objects are copied (:func:`_patch`): the same content, at a cost that
+    does not grow with the rest of the run's variables.
     """
+    if old_path is not None and _replaced_bytes(old_path, fragment_path) <= PATCH_LIMIT:
+        return _patch(old_path, fragment_path, out_path)
     shutil.copyfile(fragment_path, out_path)
     with h5py.File(out_path, "r+") as fout:
         replaced = variable_names(fout) | cleared_names(fout)
         if CLEARED_ATTR in fout.attrs:
             del fout.attrs[CLEARED_ATTR]
-        for special in SPECIAL_GROUPS:
+        for special in DAMNIT_GROUPS:   # as DAMNIT's files; .provenance only when used
             fout.require_group(special)
         if old_path is None:
             return replaced
@@ -200,12 +220,54 @@ def merge_into_new_file(old_path, fragment_path, out_path) -> set[str]:
             _copy_attrs(fold, fout)
             for key, obj in fold.items():
                 if key in SPECIAL_GROUPS and isinstance(obj, h5py.Group):
-                    _copy_attrs(obj, fout[key])
+                    _copy_attrs(obj, fout.require_group(key))
                     for name in obj:
                         if name not in replaced:
                             copier.copy(fold, f"{key}/{name}")
                 elif key not in replaced:
                     copier.copy(fold, key)
+    return replaced
+
+
+def _replaced_bytes(old_path, fragment_path) -> int:
+    """How many bytes of data the fragment's names hold in the old file."""
+    with h5py.File(fragment_path, "r") as ffrag:
+        replaced = variable_names(ffrag) | cleared_names(ffrag)
+    sizes = []
+
+    def add(_, obj):
+        if isinstance(obj, h5py.Dataset):
+            sizes.append(obj.id.get_storage_size())
+    with h5py.File(old_path, "r") as fold:
+        for name in replaced:
+            for path in (name, *(f"{g}/{name}" for g in SPECIAL_GROUPS)):
+                obj = fold.get(path)
+                if isinstance(obj, h5py.Group):
+                    obj.visititems(add)
+                elif obj is not None:
+                    add(path, obj)
+    return sum(sizes)
+
+
+def _patch(old_path, fragment_path, out_path) -> set[str]:
+    """:func:`merge_into_new_file` from a copy of the old file: the fragment's names are
+    deleted from it (HDF5 reuses most of their space at once), its objects copied in."""
+    shutil.copyfile(old_path, out_path)
+    with h5py.File(out_path, "r+") as fout, h5py.File(fragment_path, "r") as ffrag:
+        replaced = variable_names(ffrag) | cleared_names(ffrag)
+        for name in replaced:
+            for path in (name, *(f"{g}/{name}" for g in SPECIAL_GROUPS)):
+                if path in fout:
+                    del fout[path]
+        for special in DAMNIT_GROUPS:
+            fout.require_group(special)
+        copier = _Copier(fout)
+        for key, obj in ffrag.items():
+            if key in SPECIAL_GROUPS and isinstance(obj, h5py.Group):
+                for name in obj:
+                    copier.copy(ffrag, f"{key}/{name}")
+            else:
+                copier.copy(ffrag, key)
     return replaced
 
 

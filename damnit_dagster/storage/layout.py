@@ -71,6 +71,10 @@ class DamnitPaths:
         """``extracted_data/p{P}_r{R}.h5``: everything stored for one run."""
         return self.extracted_dir / f"p{int(proposal)}_r{int(run)}.h5"
 
+    def run_file_pattern(self, proposal: int) -> str:
+        """:meth:`run_file` of every run, with ``{run}`` for the run number."""
+        return str(self.extracted_dir / f"p{int(proposal)}_r{{run}}.h5")
+
     def run_lock(self, proposal: int, run: int) -> Path:
         """The lock file held while a run's HDF5 file and DB rows are rewritten."""
         return self.extracted_dir / f"p{int(proposal)}_r{int(run)}.h5.lock"

@@ -253,6 +253,25 @@ def test_code_version_follows_source_and_upstream():
     assert two.code_version("c") == v["c"]
     unit = load(base.replace("{a}", "1").replace('title="C"', 'title="C", units="mm"'))
     assert unit.code_version("c") != v["c"]         # the decorator is part of the source
+    shown = load(base.replace("{a}", "1").replace(
+        '@Variable(title="C")\n        def c(run): return 3',
+        '@Variable(title="See", description="d", tags=["t"])\n'
+        '        def c(run):\n            """Doc."""\n            return 3  # three'))
+    assert shown.code_version("c") == v["c"]        # only how it is shown changed
+
+
+def test_select_without_dependencies_keeps_only_the_chosen():
+    ctx = load("""
+        from damnit_ctx import Variable
+
+        @Variable(title="A")
+        def a(run): return 1
+
+        @Variable(title="B")
+        def b(run, a: "var#a"): return a + 1
+        """)
+    assert list(ctx.select(variables=["b"]).vars) == ["a", "b"]
+    assert list(ctx.select(variables=["b"], with_deps=False).vars) == ["b"]
 
 
 def test_describe_is_json_ready(mock_ctx):

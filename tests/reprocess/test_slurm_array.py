@@ -1,5 +1,6 @@
 """``reprocess --slurm``: the runs evaluated in a Slurm job array on the project's loopback
 Slurm (scripts/start_slurm.sh), stored by the command on this host as each task ends."""
+import functools
 import os
 import signal
 import subprocess
@@ -334,3 +335,28 @@ def test_damnit_gui_sees_each_run_running_in_its_array_task(slurm_folder, kafka_
     assert len({s["processing_id"] for s in states}) == 1
     assert [m["msg_kind"] for m in messages][-2:] == ["run_values_updated",
                                                       "processing_finished"]
+
+
+@pytest.mark.slow
+def test_stale_variables_recomputed_in_slurm_read_their_inputs_from_the_run_files(
+        slurm_folder):
+    folder = slurm_folder(CONTEXT)
+    env = {**os.environ, "DAMNIT_TEST_SLEEP": "0"}
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=300,
+                            cwd=folder, env=env)
+    proc = run([CLI, "--dir", str(folder), "reprocess", "--local", "all"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    before = values(folder)
+    context = folder / "context.py"
+    context.write_text(context.read_text().replace("return time.time()\n",
+                                                   "return time.time() + 1e6\n"))
+    proc = run([CLI, "--dir", str(folder), "reprocess", "--stale", "--slurm", "all"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    after = values(folder)
+    for r in range(1, 7):
+        # only the edited variable was computed, in a Slurm task, from the stored input
+        assert after[r]["ended"] > 1e6 + before[r]["ended"] - 1
+        assert {k: after[r][k] for k in ("job", "task", "started")} == {
+            k: before[r][k] for k in ("job", "task", "started")}
+        log = (folder / "process_logs" / f"r{r}-p{PROPOSAL}.out").read_text()
+        assert "(job id: " in log.rsplit("----- Processing", 1)[1]

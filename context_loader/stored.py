@@ -1,0 +1,163 @@
+"""Inputs read back from a run's file instead of being recomputed.
+
+When only some variables of a run are recomputed (``reprocess --stale``, the proc pass),
+each saved variable they depend on is read from the run's HDF5 file, as ``damnit.api``'s
+``read()`` returns it (arrays with their dtype and shape, DataArrays and Datasets with
+their coordinates, pandas objects, strings, scalars). An input whose stored form cannot
+stand in for what its function returned is computed again, only to feed its dependents
+(it is not stored again): a figure (kept as an image), a Plotly figure, a value that
+failed, was skipped or could not be saved, and a value without a provenance record (stored
+before records existed, or by DAMNIT). Transient variables are never stored, so they are
+always computed again when needed. :func:`read_value` reads any stored value, as the
+Dagster side's IO manager does for ``load_asset_value``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+
+import h5py
+
+from .contextfile import ContextFile
+from .fragment import DATAARRAY_NAME, DATAARRAY_VARIABLE
+from .hdf5_names import NETCDF_OBJTYPES, OBJTYPE_ATTR, PROVENANCE_GROUP
+
+#: Kinds of stored objects that cannot stand in for the original (figures as images).
+NOT_INPUTS = ("image", "PlotlyFigure")
+
+
+@dataclass
+class StoredInputs:
+    """What an evaluation with stored inputs computes and what it reads.
+
+    ``compute``: the variables to evaluate (the chosen ones and the inputs computed
+    again); ``again``: those of them computed only to feed others (never stored or
+    reported); ``values``: inputs read from the run file, ``None`` for one that returned
+    ``None``.
+    """
+
+    compute: ContextFile
+    again: set[str] = field(default_factory=set)
+    values: dict[str, object] = field(default_factory=dict)
+
+
+def read_records(f: h5py.File) -> dict[str, dict]:
+    """The provenance records of an open run file, by variable name."""
+    group = f.get(PROVENANCE_GROUP)
+    if not isinstance(group, h5py.Group):
+        return {}
+    return {name: json.loads(ds.asstr()[()]) for name, ds in group.items()}
+
+
+class _Unusable(Exception):
+    """The stored form of an input cannot stand in for it."""
+
+
+def _read_plain(group: h5py.Group):
+    """A value stored in ``/<name>/data`` (not NetCDF), as ``damnit.api`` reads it."""
+    kind = group.attrs.get(OBJTYPE_ATTR, "")
+    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    if kind in NOT_INPUTS:
+        raise _Unusable(kind)
+    dset = group["data"]
+    if kind in ("series", "dataframe"):
+        import pandas as pd
+
+        frame = pd.read_parquet(BytesIO(dset[()].tobytes()), engine="pyarrow")
+        return frame.iloc[:, 0] if kind == "series" else frame
+    if h5py.check_string_dtype(dset.dtype) is not None:
+        if dset.ndim == 0:
+            return dset[()].decode("utf-8", "surrogateescape")
+        return dset.asstr("utf-8", "surrogateescape")[0]
+    return dset[()]
+
+
+def _read_netcdf(f: h5py.File, name: str, kind: str):
+    """A DataArray or Dataset, as ``xr.load_dataarray``/``load_dataset`` of the group."""
+    import h5netcdf
+    import xarray as xr
+    from xarray.backends import H5NetCDFStore
+
+    with h5netcdf.File(f, "r") as nf:
+        obj = xr.open_dataset(H5NetCDFStore(nf, group=name, mode="r")).load()
+    if kind == "dataarray":
+        (array,) = obj.data_vars.values()
+        if DATAARRAY_NAME in obj.attrs:
+            array.name = obj.attrs[DATAARRAY_NAME]
+        if array.name == DATAARRAY_VARIABLE:
+            array.name = None
+        obj = array
+    obj.attrs = {k: v for k, v in obj.attrs.items() if not k.startswith("_damnit_")}
+    return obj
+
+
+def read_value(run_file, name: str):
+    """The stored data of variable ``name`` in ``run_file``, as ``damnit.api``'s
+    ``read()`` returns it (a figure as its image array, a Plotly figure as its JSON
+    bytes). Raises ``KeyError`` when the file has no data for it."""
+    with h5py.File(run_file, "r", locking=False) as f:
+        group = f.get(name)
+        if not isinstance(group, h5py.Group):
+            raise KeyError(f"{run_file} has no data for {name!r}")
+        kind = group.attrs.get(OBJTYPE_ATTR, "")
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        if kind in NETCDF_OBJTYPES:
+            return _read_netcdf(f, name, kind)
+        if kind in NOT_INPUTS:
+            return group["data"][()]
+        return _read_plain(group)
+
+
+def read_inputs(run_file, names) -> tuple[dict[str, object], set[str]]:
+    """(values, unusable names) of the saved variables ``names`` in ``run_file``: a value
+    for each one stored with a result (``None`` when it returned ``None``), the others
+    unusable (see the module's text)."""
+    run_file = Path(run_file)
+    names = set(names)
+    if not names or not run_file.is_file():
+        return {}, names
+    values, unusable = {}, set()
+    # Without HDF5's file lock: run files are only ever replaced whole, and a lock a
+    # writer's forked sibling inherited must not make the file unreadable.
+    with h5py.File(run_file, "r", locking=False) as f:
+        records = read_records(f)
+        for name in names:
+            status = records.get(name, {}).get("status")
+            if status == "none":
+                values[name] = None
+                continue
+            group = f.get(name)
+            if status != "ok" or not isinstance(group, h5py.Group):
+                unusable.add(name)
+                continue
+            kind = group.attrs.get(OBJTYPE_ATTR, "")
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            try:
+                values[name] = (_read_netcdf(f, name, kind) if kind in NETCDF_OBJTYPES
+                                else _read_plain(group))
+            except (_Unusable, KeyError, OSError, ImportError, ValueError):
+                unusable.add(name)
+    return values, unusable
+
+
+def plan(ctx: ContextFile, chosen, run_file) -> StoredInputs:
+    """How to evaluate the variables ``chosen`` of ``ctx`` (the whole file) with their
+    saved inputs read from ``run_file``: walking up from the chosen variables, a saved
+    input is read when it can be, else it is computed again, as every transient one is,
+    and the walk goes on through its own inputs."""
+    chosen = set(chosen)
+    compute, values = set(chosen), {}
+    pending = sorted({d for n in chosen for d in ctx.direct_deps(n)} - compute)
+    while pending:
+        wanted = [n for n in pending if n not in compute and n not in values]
+        saved = [n for n in wanted if not ctx.vars[n].transient]
+        found, unusable = read_inputs(run_file, saved)
+        values.update(found)
+        again = [n for n in wanted if ctx.vars[n].transient or n in unusable]
+        compute.update(again)
+        pending = sorted({d for n in again for d in ctx.direct_deps(n)}
+                         - compute - set(values))
+    return StoredInputs(ctx.subset(compute), compute - chosen,
+                        {n: v for n, v in values.items() if n not in compute})

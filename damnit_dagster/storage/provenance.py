@@ -1,0 +1,81 @@
+"""The provenance record of every stored value, kept next to it in the run's HDF5 file.
+
+``/.provenance/<name>`` holds one JSON text per variable of the run::
+
+    {"status": "ok" | "none" | "error" | "skipped",
+     "code_version": ..., "data_version": ...,   # as the Dagster UI shows them
+     "inputs": {input name: its data version when this value was computed},
+     "source": "raw" | "all",                    # the data the run was opened with
+     "host": ..., "time": UTC epoch, "dagster_run_id": ... | null}
+
+It is written into the fragment before the fragment is stored, so the value and its
+record always travel together (a variable stored again gets a new record, one stored by
+DAMNIT loses its record). ``runs.sqlite``'s ``provenance`` column keeps DAMNIT's meaning
+(``context.py`` for context file results). A value's data version is its code version,
+which folds in the code of everything upstream, as Dagster's tags say.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+
+from context_loader.hdf5_names import PROVENANCE_GROUP
+from context_loader.stored import read_records
+
+
+@dataclass(frozen=True)
+class Versions:
+    """What a step knows of the variables it stores: the code version of each, the saved
+    variables each depends on (through transient ones), the Dagster run."""
+
+    code: dict[str, str]
+    parents: dict[str, list[str]] = field(default_factory=dict)
+    dagster_run_id: str | None = None
+
+
+def stored_records(run_file) -> dict[str, dict]:
+    """The records in a run file, by name (none when the file does not exist)."""
+    if not Path(run_file).is_file():
+        return {}
+    with h5py.File(run_file, "r", locking=False) as f:   # see context_loader.stored
+        return read_records(f)
+
+
+def new_records(report: dict, versions: Versions, old: dict[str, dict]) -> dict[str, dict]:
+    """The records of the variables an evaluation ``report`` lists. An input computed in
+    the same evaluation has its current data version; one read from the run file has the
+    version of its record in ``old`` (the run file's records before this store)."""
+    now = time.time()
+    computed = set(report["variables"])
+    records = {}
+    for name, entry in report["variables"].items():
+        if name not in versions.code:
+            continue
+        inputs = {}
+        for parent in versions.parents.get(name, ()):
+            if parent in computed or parent not in old:
+                inputs[parent] = versions.code.get(parent)
+            else:
+                inputs[parent] = old[parent].get("data_version")
+        records[name] = {
+            "status": entry.get("status"), "code_version": versions.code[name],
+            "data_version": versions.code[name], "inputs": inputs,
+            "source": report.get("data_opened"), "host": report.get("host"), "time": now,
+            "dagster_run_id": versions.dagster_run_id}
+    return records
+
+
+def add_records(fragment, records: dict[str, dict]) -> None:
+    """Write ``records`` into a fragment, to be stored with it."""
+    # Without HDF5's file lock: a child forked meanwhile by another thread would inherit
+    # it and keep it, and the store that follows could not open the fragment.
+    with h5py.File(fragment, "r+", locking=False) as f:
+        group = f.require_group(PROVENANCE_GROUP)
+        for name, record in records.items():
+            if name in group:
+                del group[name]
+            group.create_dataset(name, data=json.dumps(record))
