@@ -63,8 +63,11 @@ DEFAULT_PRELOAD = (
     "dagster._core.execution.plan.execute_plan", "dagster._daemon.monitoring",
     "damnit_dagster.defs.definitions", "damnit_ctx", "context_loader.runner",
     "damnit_dagster.storage.writer", "extra_data", "xarray", "h5py", "h5netcdf",
-    "extra.components", "matplotlib.pyplot",
+    "extra.components", "matplotlib.pyplot", "damnit_dagster.execution.forked",
 )
+#: ``module:function`` the zygote calls once its modules are imported (if that module is):
+#: the renderer's warm-up, and the folder's context file loaded for the run workers.
+WARM_UPS = ("context_loader.runner:warm_up", "damnit_dagster.execution.forked:warm_up_folder")
 
 
 def process_start_time(pid: int) -> str | None:
@@ -164,8 +167,10 @@ def zygote_main(request_fd: int, answer_fd: int, preload: Sequence[str]) -> None
             importlib.import_module(name)
         except Exception as e:  # an optional module missing here: fork without it
             print(f"damnit_dagster.plugins.launcher: not preloading {name}: {e}", file=sys.stderr)
-    if "context_loader.runner" in sys.modules:  # what evaluations load lazily, too
-        sys.modules["context_loader.runner"].warm_up()
+    for hook in WARM_UPS:  # what evaluations would load lazily, too
+        module, function = hook.split(":")
+        if module in sys.modules:
+            getattr(sys.modules[module], function)()
     requests, answers = os.fdopen(request_fd, "r"), os.fdopen(answer_fd, "w")
     first = requests.readline()
     if not first:
