@@ -142,10 +142,11 @@ def burst(folder, instance, env, first: int, n: int, logfile: Path) -> dict:
                         f"{runs[0]}-{runs[-1]}"], env=env, stdout=out, stderr=out, check=True)
         subprocess.run([cli, "--dir", str(folder), "event", "migration", *repeats], env=env,
                        stdout=out, stderr=out, check=True)
-    key = dg.AssetKey([f"p{PROPOSAL}", "n_trains"])
+    records = dg.AssetRecordsFilter(asset_key=dg.AssetKey([f"p{PROPOSAL}", "n_trains"]),
+                                    asset_partitions=[str(r) for r in runs])
     while True:
         stored = [r.partition_key for r in instance.fetch_materializations(
-            key, limit=100_000).records if int(r.partition_key) in set(runs)]
+            records, limit=10 * n).records]
         if len(set(stored)) == n:
             break
         time.sleep(0.2)
