@@ -58,7 +58,7 @@ from damnit_dagster.plugins.dagster_private import (
 log = logging.getLogger(__name__)
 
 #: Niceness of the workers of low-priority runs (reprocessing next to live runs).
-LOW_PRIORITY_NICE = 10
+LOW_PRIORITY_NICE = 5
 #: Run tag holding ``"<pid>:<start time>"`` of the run's worker process.
 WORKER_TAG = "damnit/worker"
 #: What the zygote imports before forking (a module that fails to import is skipped).
