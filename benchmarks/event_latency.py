@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from _bench_util import BIN, CONTEXT, PROPOSAL, log  # noqa: E402
+from _bench_util import BIN, CONTEXT, PROPOSAL, log, tree_sample  # noqa: E402
 from _our_backend import listening, names_stored  # noqa: E402
 
 #: DAMNIT 0.4.0, migration event -> raw variables in the DB (research xfel-data.md §4).
@@ -108,6 +108,14 @@ class Reprocessing:
             self.proc.wait(60)
 
 
+def idle_cpu(pid: int, seconds: float = 30) -> float:
+    """CPU of the backend's process tree while idle, in % of one core."""
+    before = tree_sample(pid)[2]
+    time.sleep(seconds)
+    after = tree_sample(pid)[2]
+    return 100 * sum(t - before.get(k, 0) for k, t in after.items()) / seconds
+
+
 def latencies(folder, instance, send, runs, expected, reprocessing=None) -> list[dict]:
     """Send one event per run (one at a time); per event its stages (s)."""
     db = folder / "runs.sqlite"
@@ -170,7 +178,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=50)
     parser.add_argument("--reprocess", type=int, default=200)
-    parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--burst", type=int, default=200, help="0: no burst")
     parser.add_argument("--no-kafka", action="store_true")
     args = parser.parse_args()
     import dagster as dg
@@ -217,9 +225,11 @@ def main():
         send = {"inbox": lambda run: inbox.add("migration", PROPOSAL, run, source="benchmark"),
                 "kafka": by_kafka}
         table, loads = [], {}
-        with listening(folder, home, env, work / "listen.log"), \
+        with listening(folder, home, env, work / "listen.log") as backend, \
                 dg.DagsterInstance.from_config(str(home)) as instance:
             time.sleep(5)   # the Kafka bridge has its partitions
+            idle = idle_cpu(backend.pid)
+            log(f"idle backend: {idle:.1f} % of a core")
             send["inbox"](1)
             while not names_stored(folder / "runs.sqlite", 1):
                 time.sleep(0.1)
@@ -235,18 +245,21 @@ def main():
                     reprocessing if busy else None)))
             reprocessing.stop()
             time.sleep(5)
-            burst_load = os.getloadavg()
-            log(f"burst of {args.burst} ({burst_load[0]:.2f})")
-            burst_result = burst(folder, instance, env, burst_first, args.burst,
-                                 work / "burst.log")
+            burst_load, burst_result = os.getloadavg(), None
+            if args.burst:
+                log(f"burst of {args.burst} ({burst_load[0]:.2f})")
+                burst_result = burst(folder, instance, env, burst_first, args.burst,
+                                     work / "burst.log")
         producer.close()
     print_tables(table, loads, reprocessing.started, burst_result, burst_load, n, r)
+    print(f"\nidle backend (listen and its processes, 30 s before the first event): "
+          f"{idle:.1f} % of a core")
 
 
 def print_tables(table, loads, reprocesses, burst_result, burst_load, n, r):
     print(f"\nEvent -> the run's variables committed in runs.sqlite, 25-variable context, "
           f"{n} events one at a time per row (seconds)\n")
-    print("| source | 200-run reprocess running | median | p95 | max | run requested | "
+    print(f"| source | {r}-run reprocess running | median | p95 | max | run requested | "
           "launched | run started | step started | load (1 min) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for source, busy, results in table:
@@ -258,6 +271,8 @@ def print_tables(table, loads, reprocesses, burst_result, burst_load, n, r):
               + f" | {loads[(source, busy)][0]:.2f} |")
     print(f"| DAMNIT 0.4.0 | no | {DAMNIT_040[0]}-{DAMNIT_040[1]} | | | | | | | |")
     print(f"\n(reprocess of {r} runs started {reprocesses} times)\n")
+    if burst_result is None:
+        return
     b = burst_result
     print("| burst: events (with repeats) | runs | Dagster runs | all stored (s) | "
           "reprocess of the same runs (s) | burst / reprocess | each run once | load |")
