@@ -3,7 +3,7 @@ the topic, and what a broker costs processing (none, a closed port, a live one).
 
 A real ``dagster-daemon`` with the fork launcher (tests/support/backend.py) serves a folder
 of the spec's example context whose ``gui_brokers`` is each configuration's; migration
-events are sent one at a time (as ``event_latency.py``). Per event: event -> values in
+events are sent one at a time. Per event: event -> values in
 ``runs.sqlite`` (polled every 2 ms), and with a live broker (nafka on 127.0.0.1) values
 stored -> ``run_values_updated`` received by a consumer of ``test.damnit.db-{db_id}``.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -21,10 +22,41 @@ import threading
 import time
 from pathlib import Path
 
-from event_latency import FORK, PROPOSAL, REPO, event_until_stored  # also puts tests/ on sys.path
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
 
 from support.backend import free_port, running_backend  # noqa: E402
 from support.kafka_broker import running_broker  # noqa: E402
+
+PROPOSAL = 3456
+#: The raw variables of the spec's example context.
+VARIABLES = {"xgm_intensity", "pulses"}
+FORK = {"run_launcher": {"module": "damnit_dagster.plugins.launcher",
+                         "class": "ForkServerRunLauncher"}}
+
+
+def stored(db: Path, run: int) -> bool:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        names = {n for (n,) in conn.execute(
+            "SELECT name FROM run_variables WHERE proposal=? AND run=? AND value IS NOT NULL",
+            (PROPOSAL, run))}
+    return VARIABLES <= names
+
+
+def event_until_stored(backend, inbox, run: int, timeout: float,
+                       poll: float = 0.02) -> tuple[float, float]:
+    """Send the migration event of ``run`` and wait until its values are stored; return
+    the (event, stored) Unix times. Raises ``TimeoutError`` with the daemon's log."""
+    db = backend.damnit_dir / "runs.sqlite"
+    t0 = time.time()
+    inbox.add("migration", PROPOSAL, run, source="benchmark")
+    deadline = time.monotonic() + timeout
+    while not stored(db, run):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run}: no result after {timeout} s\n{backend.log()[-3000:]}")
+        backend.check_alive()
+        time.sleep(poll)
+    return t0, time.time()
 
 
 class Received:

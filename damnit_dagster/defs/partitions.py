@@ -34,3 +34,17 @@ def add_runs(instance: dg.DagsterInstance, proposal: int, runs: Iterable[int]) -
         instance.add_dynamic_partitions(name, new[i:i + ADD_CHUNK])
     return new
 
+
+def partition_ranges(partition_keys: list[str], runs: list[int]) -> list[tuple[str, str]]:
+    """``runs`` as (first, last) partition keys of ranges that are contiguous in
+    ``partition_keys`` (the order Dagster ranges follow), in that order."""
+    position = {key: i for i, key in enumerate(partition_keys)}
+    wanted = sorted(position[str(r)] for r in runs)
+    ranges, start = [], None
+    for i, pos in enumerate(wanted):
+        if start is None:
+            start = pos
+        if i + 1 == len(wanted) or wanted[i + 1] != pos + 1:
+            ranges.append((partition_keys[start], partition_keys[pos]))
+            start = None
+    return ranges

@@ -8,6 +8,12 @@ not exist yet (data still arriving) waits, re-checked every tick, for up to
 ``folder_wait`` seconds. An invalid event is logged with its reason and never stops the
 sensor.
 
+Events that arrive together (a burst, a replay after a reconnect, events gathered while
+the sensor was busy) are coalesced: per kind, the runs that are contiguous among the
+partitions become one ranged run (as a single-run backfill), whose step evaluates them in
+parallel and reports each run's partition as it completes. A lone event is a
+single-partition run. Live runs carry a higher run-queue priority than reprocessing.
+
 On its very first tick the sensor does not replay a long history: events older than
 ``startup_window`` are skipped (with a log line) because old runs are for ``reprocess``.
 """
@@ -23,9 +29,14 @@ import dagster as dg
 
 from damnit_dagster.defs import tags
 from damnit_dagster.defs.jobs import job_name
+from damnit_dagster.defs.partitions import partition_ranges
 from damnit_dagster.defs.tags import processing_id
 from damnit_dagster.events.gui_updates import GuiUpdates
 from damnit_dagster.events.inbox import EventInbox, RunEvent
+from damnit_dagster.plugins.dagster_private import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 
 @dataclass
@@ -96,12 +107,27 @@ def plan_tick(events: list[RunEvent], cursor: SensorCursor, proposal_dir: Path |
     return to_run, new_cursor
 
 
-def announce_pending(gui: GuiUpdates, proposal: int, event: RunEvent,
+def coalesce(events: list[RunEvent], partition_keys: list[str]) -> list[list[RunEvent]]:
+    """The events as batches, one per ranged run: per kind, the events whose runs are
+    contiguous in ``partition_keys`` (which holds all their runs), in partition order;
+    the batches in the order their first event arrived."""
+    position = {key: i for i, key in enumerate(partition_keys)}
+    batches = []
+    for kind in {e.kind for e in events}:
+        by_run = {e.run: e for e in events if e.kind == kind}
+        for first, last in partition_ranges(partition_keys, list(by_run)):
+            batches.append([by_run[int(k)] for k in
+                            partition_keys[position[first]:position[last] + 1]])
+    return sorted(batches, key=lambda batch: min(e.id for e in batch))
+
+
+def announce_pending(gui: GuiUpdates, proposal: int, batch: list[RunEvent],
                      requests: list[dg.RunRequest]) -> None:
-    """DAMNIT's GUI shows the run as queued until its processing starts."""
+    """DAMNIT's GUI shows the runs as queued until their processing starts."""
     for request in requests:
-        gui.processing_state(processing_id(request.run_key, event.run), proposal, event.run,
-                             event.data, "PENDING")
+        for event in batch:
+            gui.processing_state(processing_id(request.run_key, event.run), proposal,
+                                 event.run, event.data, "PENDING")
 
 
 def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicPartitionsDefinition,
@@ -118,16 +144,24 @@ def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicP
     """
     job_names = {job.name for job in jobs}
 
-    def requests_for(event: RunEvent) -> list[dg.RunRequest]:
-        job = job_name(event.data)
-        run_tags = {tags.TRIGGER: event.kind, tags.RUN: str(event.run),
-                    tags.EVENT_ID: str(event.id)}
-        requests = [dg.RunRequest(job_name=job, partition_key=str(event.run),
-                                  run_key=f"event-{event.id}", tags=run_tags)]
-        if job_name(event.data, cluster=True) in job_names:
+    def requests_for(batch: list[RunEvent]) -> list[dg.RunRequest]:
+        first, last = batch[0], batch[-1]
+        ids = sorted(e.id for e in batch)
+        run_tags = {tags.TRIGGER: first.kind, tags.PRIORITY: tags.LIVE_PRIORITY}
+        if len(batch) == 1:
+            partition, key = str(first.run), f"event-{first.id}"
+            run_tags.update({tags.RUN: str(first.run), tags.EVENT_ID: str(first.id)})
+        else:
+            partition, key = None, f"events-{ids[0]}-{ids[-1]}"
+            run_tags.update({tags.EVENT_ID: f"{ids[0]}-{ids[-1]}",
+                             ASSET_PARTITION_RANGE_START_TAG: str(first.run),
+                             ASSET_PARTITION_RANGE_END_TAG: str(last.run)})
+        requests = [dg.RunRequest(job_name=job_name(first.data), partition_key=partition,
+                                  run_key=key, tags=run_tags)]
+        if job_name(first.data, cluster=True) in job_names:
             requests.append(dg.RunRequest(
-                job_name=job_name(event.data, cluster=True), partition_key=str(event.run),
-                run_key=f"event-{event.id}-cluster", tags={**run_tags, tags.PLACEMENT: "cluster"}))
+                job_name=job_name(first.data, cluster=True), partition_key=partition,
+                run_key=f"{key}-cluster", tags={**run_tags, tags.PLACEMENT: "cluster"}))
         return requests
 
     @dg.sensor(name=f"p{proposal}_run_events", jobs=jobs,
@@ -151,14 +185,14 @@ def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicP
                                        context.log)
         if not events and new_cursor == cursor:
             return dg.SkipReason(f"No new events after event {cursor.last_id}")
-        existing = set(context.instance.get_dynamic_partitions(partitions_def.name))
-        new_keys = sorted({str(e.run) for e in events} - existing, key=int)
+        existing = context.instance.get_dynamic_partitions(partitions_def.name)
+        new_keys = sorted({str(e.run) for e in events} - set(existing), key=int)
         requests, updates = [], gui() if gui is not None and events else None
-        for event in events:
-            event_requests = requests_for(event)
-            requests += event_requests
+        for batch in coalesce(events, [*existing, *new_keys]):
+            batch_requests = requests_for(batch)
+            requests += batch_requests
             if updates is not None:
-                announce_pending(updates, proposal, event, event_requests)
+                announce_pending(updates, proposal, batch, batch_requests)
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=(

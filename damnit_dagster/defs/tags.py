@@ -7,7 +7,8 @@ from __future__ import annotations
 TRIGGER = "damnit/trigger"
 #: The run number a live-processing Dagster run processes (one at a time per run number).
 RUN = "damnit/run"
-#: The inbox event a live-processing Dagster run answers.
+#: The inbox event a live-processing Dagster run answers (``12``; ``12-40`` for a run
+#: gathering several events, the first and last ids).
 EVENT_ID = "damnit/event_id"
 #: ``cluster`` on the Dagster runs that follow Slurm jobs.
 PLACEMENT = "damnit/placement"
@@ -22,6 +23,9 @@ STORED = "stored"
 CALIBRATION = "calibration"
 #: Dagster's tag of a sensor's run key (``event-{id}``, ``event-{id}-cluster``).
 RUN_KEY = "dagster/run_key"
+#: Dagster's run-queue priority (higher first): live runs go ahead of reprocessing.
+PRIORITY = "dagster/priority"
+LIVE_PRIORITY, REPROCESS_PRIORITY = "10", "-10"
 #: A reprocess's key of its runs' processing ids (what DAMNIT's GUI was told is queued).
 PROCESSING = "damnit/processing"
 #: Where a reprocess evaluates the non-cluster variables: ``local`` or ``slurm`` (a job

@@ -48,6 +48,21 @@ def load_for_evaluation(context_path, damnit_dir):
         return _loaded(str(context_path), file_sha(context_path), str(damnit_dir))
 
 
+def warm_up_folder() -> None:
+    """Load the context file of ``$DAMNIT_DIR`` in this warm process (the run workers'
+    zygote, see :mod:`damnit_dagster.plugins.launcher`): the run workers forked from it find
+    it loaded while it is unchanged. A broken file is left to the steps to report."""
+    from damnit_dagster.storage.layout import DamnitPaths
+
+    if not os.environ.get("DAMNIT_DIR"):
+        return
+    paths = DamnitPaths(os.environ["DAMNIT_DIR"])
+    try:
+        load_for_evaluation(paths.context_file, paths.root)
+    except Exception:  # each evaluation meets (and reports) the problem again
+        pass
+
+
 def _die_with_parent() -> None:
     """In a forked child: be killed if the thread that forked it ends (the caller died),
     so that no evaluation runs on unwatched, past its time limit."""

@@ -35,7 +35,7 @@ from pathlib import Path
 import requests
 from filelock import FileLock, Timeout
 
-from damnit_dagster.events.inbox import EventInbox
+from damnit_dagster.events.inbox import EventInbox, wake_address
 from damnit_dagster.events.kafka import run_bridge
 from damnit_dagster.ops import supervisor
 from damnit_dagster.ops.activity import ActivityLog, follow
@@ -55,7 +55,7 @@ log = logging.getLogger("damnit")
 
 LOCATION = "damnit"
 BIN = Path(sys.executable).parent
-#: Dagster's daemon with a faster sensor loop and the warm run launcher
+#: Dagster's daemon woken by events and the warm run launcher
 #: (damnit_dagster.plugins.daemon).
 DAEMON = [sys.executable, "-m", "damnit_dagster.plugins.daemon"]
 #: The exit status of a backend that cannot start for a reason a restart does not fix
@@ -219,8 +219,10 @@ def _spawn(what: str, name: str, args, **kwargs) -> subprocess.Popen:
 
 
 def backend_env(damnit_dir: Path) -> dict:
-    """Environment of the Dagster processes: the folder and the instance."""
-    return {**os.environ, "DAMNIT_DIR": str(damnit_dir), "DAGSTER_HOME": str(dagster_home())}
+    """Environment of the Dagster processes: the folder, the instance, and the doorbell the
+    inbox rings for the daemon (:mod:`damnit_dagster.plugins.wakeup`)."""
+    return {**os.environ, "DAMNIT_DIR": str(damnit_dir), "DAGSTER_HOME": str(dagster_home()),
+            "DAMNIT_WAKE_ADDRESS": wake_address(inbox_path())}
 
 
 def _take_lock(damnit_dir: Path, home: Path) -> FileLock:

@@ -154,18 +154,34 @@ def db_config(folder: Folder, key, value, delete):
 @click.argument("runs", nargs=-1, required=True)
 @click.pass_obj
 def event(folder: Folder, kind, runs):
-    """Announce new data of RUNS (migration: raw, calibration: proc) to the backend."""
+    """Announce new data of RUNS (migration: raw, calibration: proc) to the backend.
+
+    RUNS are run numbers or ranges (``7 8 10-20``), announced in the order given; the
+    backend gathers events that arrive together into ranged runs."""
     from damnit_dagster.plugins.home import inbox_path
     folder.use_instance()
     with folder.db() as db:
         proposal = db.proposal
     inbox = EventInbox(inbox_path())
-    for run in runs:
+    for run in _expand_ranges(runs):
         try:
             stored = inbox.add(kind, proposal, run, source="cli")
         except InvalidEvent as e:
             raise click.ClickException(f"run {run}: {e}") from None
         click.echo(f"{kind} of p{proposal} r{stored.run}: event {stored.id}")
+
+
+def _expand_ranges(runs) -> list[str]:
+    """``["3", "10-12"]`` -> ``["3", "10", "11", "12"]`` (anything else is left to the
+    inbox to reject)."""
+    out = []
+    for run in runs:
+        first, _, last = str(run).partition("-")
+        if first.isdigit() and last.isdigit() and int(first) <= int(last):
+            out += [str(r) for r in range(int(first), int(last) + 1)]
+        else:
+            out.append(run)
+    return out
 
 
 def sync_context(folder: Folder, describe=None) -> list[str]:

@@ -1,12 +1,15 @@
 """``python -m damnit_dagster.plugins.daemon run -w workspace.yaml``: ``dagster-daemon`` with
-faster sensor and backfill loops.
+sensor and run-queue loops woken by events, and a faster backfill loop.
 
 Dagster's sensor daemon evaluates sensors at most every 5 s whatever their
 ``minimum_interval_seconds`` (``MIN_INTERVAL_LOOP_TIME`` in ``dagster._daemon.sensor``),
 so a new-data event would wait 2.5 s on average before its run is even requested. This
-entry point sets that loop time to ``$DAMNIT_SENSOR_LOOP_SECONDS`` (default
-:data:`SENSOR_LOOP_SECONDS`) and then runs the stock ``dagster-daemon`` command with the
-same arguments; everything else is Dagster's. With the fork-server run launcher
+entry point wakes the sensor loop when an event is stored in the inbox (the doorbell at
+``$DAMNIT_WAKE_ADDRESS``) and the run-queue loop when a run is queued
+(:mod:`.wakeup`); between events the sensor loop passes every
+``$DAMNIT_SENSOR_LOOP_SECONDS`` (default :data:`SENSOR_LOOP_SECONDS`, a catch-up path;
+:data:`POLL_LOOP_SECONDS` without a doorbell). It then runs the stock ``dagster-daemon``
+command with the same arguments; everything else is Dagster's. With the fork-server run launcher
 configured, its warm process is started here too (:func:`prewarm_run_workers`). An idle
 tick costs one gRPC call to the code
 server and one skipped-tick row (purged after a day, see ``retention`` in dagster.yaml).
@@ -16,8 +19,10 @@ from __future__ import annotations
 import os
 import sys
 
-#: Seconds between two passes of the sensor daemon over the sensors.
-SENSOR_LOOP_SECONDS = 0.5
+#: Seconds between two passes of the sensor daemon over the sensors when events wake it ...
+SENSOR_LOOP_SECONDS = 5.0
+#: ... and when nothing wakes it (no ``$DAMNIT_WAKE_ADDRESS``).
+POLL_LOOP_SECONDS = 0.5
 #: Seconds between two passes of the backfill daemon (Dagster's default is 30, which a
 #: reprocess command would wait for before anything starts).
 BACKFILL_LOOP_SECONDS = 2.0
@@ -29,14 +34,17 @@ def main() -> int:
         dagster_daemon_main,
         sensor_daemon,
     )
+    from damnit_dagster.plugins.wakeup import install
 
     for module, name in ((sensor_daemon, "MIN_INTERVAL_LOOP_TIME"),
                          (daemon_controller, "DEFAULT_DAEMON_INTERVAL_SECONDS")):
         if not hasattr(module, name):
             raise RuntimeError(f"this Dagster has no {module.__name__}.{name}: "
                                f"damnit_dagster.plugins.daemon needs updating")
+    doorbell = install(os.environ.get("DAMNIT_WAKE_ADDRESS"))
     sensor_daemon.MIN_INTERVAL_LOOP_TIME = float(
-        os.environ.get("DAMNIT_SENSOR_LOOP_SECONDS") or SENSOR_LOOP_SECONDS)
+        os.environ.get("DAMNIT_SENSOR_LOOP_SECONDS")
+        or (SENSOR_LOOP_SECONDS if doorbell else POLL_LOOP_SECONDS))
     daemon_controller.DEFAULT_DAEMON_INTERVAL_SECONDS = float(
         os.environ.get("DAMNIT_BACKFILL_LOOP_SECONDS") or BACKFILL_LOOP_SECONDS)
     prewarm_run_workers()

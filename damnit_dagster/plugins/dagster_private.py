@@ -41,6 +41,14 @@ NAMES: dict[str, tuple[str, str | None]] = {
     "sensor_daemon": ("dagster._daemon.sensor", None),
     "daemon_controller": ("dagster._daemon.controller", None),
     "dagster_daemon_main": ("dagster._daemon.cli", "main"),
+    # waking the sensor and run-queue loops (wakeup.py)
+    "daemon_classes": ("dagster._daemon.daemon", None),
+    "QueuedRunCoordinatorDaemon": ("dagster._daemon.run_coordinator.queued_run_coordinator_daemon",
+                                   "QueuedRunCoordinatorDaemon"),
+    "QueuedRunCoordinator": ("dagster._core.run_coordinator.queued_run_coordinator",
+                             "QueuedRunCoordinator"),
+    "SpanMarker": ("dagster._daemon.daemon", "SpanMarker"),
+    "serializable_error_info": ("dagster._utils.error", "serializable_error_info_from_exc_info"),
     # backfills and runs made by reprocess (reprocess/)
     "PartitionBackfill": ("dagster._core.execution.backfill", "PartitionBackfill"),
     "BULK_ACTION_TERMINAL_STATUSES": ("dagster._core.execution.backfill",

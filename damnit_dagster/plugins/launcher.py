@@ -11,6 +11,8 @@ from the run's origin (so a changed ``context.py`` is seen), reports "Started pr
 run", executes the run and writes its events and compute logs to the instance as usual.
 
 Dagster semantics kept: run status and events come from the run worker itself;
+runs with a negative run-queue priority (``dagster/priority``, reprocessing) run
+niced, so that their evaluations leave the CPU to live runs first;
 ``terminate`` sends SIGINT to the worker (Dagster turns it into a cancelled run, as the
 code server's termination does); run monitoring asks :meth:`check_run_worker_health`,
 which looks at the worker's pid (tagged on the run as ``damnit/worker``). The zygote is
@@ -55,6 +57,8 @@ from damnit_dagster.plugins.dagster_private import (
 
 log = logging.getLogger(__name__)
 
+#: Niceness of the workers of low-priority runs (reprocessing next to live runs).
+LOW_PRIORITY_NICE = 5
 #: Run tag holding ``"<pid>:<start time>"`` of the run's worker process.
 WORKER_TAG = "damnit/worker"
 #: What the zygote imports before forking (a module that fails to import is skipped).
@@ -63,8 +67,21 @@ DEFAULT_PRELOAD = (
     "dagster._core.execution.plan.execute_plan", "dagster._daemon.monitoring",
     "damnit_dagster.defs.definitions", "damnit_ctx", "context_loader.runner",
     "damnit_dagster.storage.writer", "extra_data", "xarray", "h5py", "h5netcdf",
-    "extra.components", "matplotlib.pyplot",
+    "extra.components", "matplotlib.pyplot", "damnit_dagster.execution.forked",
 )
+#: ``module:function`` the zygote calls once its modules are imported (if that module is):
+#: the renderer's warm-up, and the folder's context file loaded for the run workers.
+WARM_UPS = ("context_loader.runner:warm_up", "damnit_dagster.execution.forked:warm_up_folder")
+
+
+def low_priority_nice(tags: Mapping[str, str]) -> int:
+    """The niceness of a run's worker (and its evaluations): :data:`LOW_PRIORITY_NICE` for
+    a run with a negative ``dagster/priority`` (reprocessing), so that live runs get the
+    CPU first; 0 otherwise."""
+    try:
+        return LOW_PRIORITY_NICE if int(tags.get("dagster/priority", 0)) < 0 else 0
+    except ValueError:
+        return 0
 
 
 def process_start_time(pid: int) -> str | None:
@@ -101,6 +118,8 @@ def _fork_run(request: dict) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.close(_FDS[0])
         os.close(_FDS[1])
+        if request.get("nice"):
+            os.nice(request["nice"])
         code = _run_worker(request["run_id"], request["instance_ref"])
     except BaseException:
         import traceback
@@ -164,8 +183,10 @@ def zygote_main(request_fd: int, answer_fd: int, preload: Sequence[str]) -> None
             importlib.import_module(name)
         except Exception as e:  # an optional module missing here: fork without it
             print(f"damnit_dagster.plugins.launcher: not preloading {name}: {e}", file=sys.stderr)
-    if "context_loader.runner" in sys.modules:  # what evaluations load lazily, too
-        sys.modules["context_loader.runner"].warm_up()
+    for hook in WARM_UPS:  # what evaluations would load lazily, too
+        module, function = hook.split(":")
+        if module in sys.modules:
+            getattr(sys.modules[module], function)()
     requests, answers = os.fdopen(request_fd, "r"), os.fdopen(answer_fd, "w")
     first = requests.readline()
     if not first:
@@ -227,11 +248,11 @@ class Zygote:
             self._read(self._start_timeout)
             self.ready = True
 
-    def fork(self, run_id: str, instance_ref_json: str) -> dict:
-        """Ask for a run worker; returns ``{"pid", "start"}``."""
+    def fork(self, run_id: str, instance_ref_json: str, nice: int = 0) -> dict:
+        """Ask for a run worker (at niceness ``nice``); returns ``{"pid", "start"}``."""
         self.wait_ready()
-        self._requests.write(json.dumps({"run_id": run_id, "instance_ref": instance_ref_json})
-                             + "\n")
+        self._requests.write(json.dumps({"run_id": run_id, "instance_ref": instance_ref_json,
+                                         "nice": nice}) + "\n")
         self._requests.flush()
         answer = self._read(60)
         if "error" in answer:
@@ -322,13 +343,14 @@ class ForkServerRunLauncher(RunLauncher, ConfigurableClass):
         run = context.dagster_run
         origin = check.not_none(run.job_code_origin, f"run {run.run_id} has no code origin")
         instance_ref = serialize_value(check.not_none(self._instance.get_ref()))
+        nice = low_priority_nice(run.tags)
         t0 = time.perf_counter()
         with _LOCK:
             try:
-                worker = self._zygote(origin.executable_path).fork(run.run_id, instance_ref)
+                worker = self._zygote(origin.executable_path).fork(run.run_id, instance_ref, nice)
             except RuntimeError:  # a zygote that died between runs: one fresh attempt
                 _ZYGOTES.pop(origin.executable_path).close()
-                worker = self._zygote(origin.executable_path).fork(run.run_id, instance_ref)
+                worker = self._zygote(origin.executable_path).fork(run.run_id, instance_ref, nice)
         self._instance.add_run_tags(run.run_id, {WORKER_TAG: f"{worker['pid']}:{worker['start']}"})
         self._instance.report_engine_event(
             f"Forked run worker (pid {worker['pid']}) from the warm process in "

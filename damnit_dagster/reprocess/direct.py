@@ -25,7 +25,7 @@ from damnit_dagster.defs.assets import CLUSTER, bucket_of, variable_key
 from damnit_dagster.defs.context_source import load_context, variable_syncer
 from damnit_dagster.defs.definitions import build_definitions
 from damnit_dagster.defs.jobs import job_name
-from damnit_dagster.defs.partitions import add_runs, partitions_name
+from damnit_dagster.defs.partitions import add_runs, partition_ranges, partitions_name
 from damnit_dagster.execution.fork_server import EvaluationServer
 from damnit_dagster.execution.process_run import evaluate_and_store
 from damnit_dagster.plugins.dagster_private import (
@@ -40,21 +40,6 @@ from damnit_dagster.storage.layout import DamnitPaths
 
 #: Tag value of ``damnit/trigger`` on the Dagster runs of a direct reprocess.
 TRIGGER = "reprocess-direct"
-
-
-def partition_ranges(partition_keys: list[str], runs: list[int]) -> list[tuple[str, str]]:
-    """``runs`` as (first, last) partition keys of ranges that are contiguous in
-    ``partition_keys`` (the order Dagster ranges follow), in that order."""
-    position = {key: i for i, key in enumerate(partition_keys)}
-    wanted = sorted(position[str(r)] for r in runs)
-    ranges, start = [], None
-    for i, pos in enumerate(wanted):
-        if start is None:
-            start = pos
-        if i + 1 == len(wanted) or wanted[i + 1] != pos + 1:
-            ranges.append((partition_keys[start], partition_keys[pos]))
-            start = None
-    return ranges
 
 
 def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "all",

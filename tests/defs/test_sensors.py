@@ -76,15 +76,41 @@ def test_duplicate_events_run_once(setup):
     assert [(r.job_name, r.partition_key) for r in requests + later] == [("raw", "7")]
 
 
-def test_a_burst_of_200_events_gives_200_run_requests(setup):
+def partitions_of(request):
+    """The run numbers a run request covers (one partition, or a range of them)."""
+    if request.partition_key is not None:
+        return [int(request.partition_key)]
+    start, end = request.partition_key_range
+    return list(range(int(start), int(end) + 1))
+
+
+def test_a_burst_of_200_events_is_one_ranged_run(setup):
     instance, defs, sensor, inbox, proposal_dir = setup
     for run in range(1, 201):
         make_run_folder(proposal_dir, "raw", run)
         inbox.add("migration", PROPOSAL, run)
     requests, added, _ = tick(instance, defs, sensor, None)
-    assert sorted(int(r.partition_key) for r in requests) == list(range(1, 201))
-    assert len({r.run_key for r in requests}) == 200
+    assert [(r.job_name, partitions_of(r)) for r in requests] == [("raw", list(range(1, 201)))]
+    assert requests[0].tags["dagster/priority"] == "10"
     assert sorted(map(int, added)) == list(range(1, 201))
+
+
+def test_coalescing_keeps_kinds_apart_and_each_run_once(setup):
+    instance, defs, sensor, inbox, proposal_dir = setup
+    instance.add_dynamic_partitions(f"p{PROPOSAL}_runs", ["1", "2", "3", "4", "5"])
+    for run in range(1, 8):
+        make_run_folder(proposal_dir, "raw", run)
+        make_run_folder(proposal_dir, "proc", run)
+    for kind, run in [("migration", 2), ("migration", 3), ("calibration", 1),
+                      ("migration", 2), ("migration", 5), ("migration", 6), ("migration", 7),
+                      ("calibration", 2), ("migration", 3)]:
+        inbox.add(kind, PROPOSAL, run)
+    requests, added, _ = tick(instance, defs, sensor, None)
+    # raw 2-3 contiguous; 4 has no event, so 5-7 is another range (6, 7 are new partitions)
+    assert [(r.job_name, partitions_of(r)) for r in requests] == [
+        ("raw", [2, 3]), ("proc", [1, 2]), ("raw", [5, 6, 7])]
+    assert len({r.run_key for r in requests}) == 3
+    assert added == ["6", "7"]
 
 
 def test_event_waits_for_its_data_folder(setup):

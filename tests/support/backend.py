@@ -5,9 +5,9 @@ optionally ``dagster-webserver``) serving one DAMNIT folder.
         backend.wait_for_sensor()                  # the event sensor has ticked once
         with backend.instance() as instance: ...   # the same Dagster instance
 
-The daemon is ``python -m damnit_dagster.plugins.daemon`` (Dagster's daemon with a 0.5 s
-sensor loop) unless ``stock_daemon=True``. The Dagster home gets the project's
-``dagster_home/dagster.yaml``, with ``instance_config`` merged over it (e.g. another
+The daemon is ``python -m damnit_dagster.plugins.daemon`` (Dagster's daemon woken by the
+inbox's events, as under ``listen``) unless ``stock_daemon=True``. The Dagster home gets
+the project's ``dagster_home/dagster.yaml``, with ``instance_config`` merged over it (e.g. another
 ``run_launcher``). The processes run with ``DAGSTER_HOME`` and ``DAMNIT_DIR`` set (also
 in this process while the backend runs, so :func:`damnit_dagster.plugins.home.inbox_path`
 and ``damnit-dagster event`` find the same inbox), from the repository root with
@@ -30,7 +30,9 @@ from pathlib import Path
 
 import yaml
 
+from damnit_dagster.events.inbox import wake_address
 from damnit_dagster.ops.backend import backend_lock, write_status
+from damnit_dagster.plugins.home import inbox_path
 
 #: The repository (benchmarks/ import this module from tests/support as ``backend``, so it
 #: needs nothing else of ``support``).
@@ -139,7 +141,7 @@ def running_backend(damnit_dir, home, *, instance_config: dict | None = None,
     """Run the daemon (and ``dagster-webserver`` if asked) for ``damnit_dir`` with Dagster
     home ``home``; yields a :class:`Backend`.
 
-    The daemon is ``python -m damnit_dagster.plugins.daemon`` (its fast sensor loop), or the stock
+    The daemon is ``python -m damnit_dagster.plugins.daemon`` (woken by events), or the stock
     ``dagster-daemon`` with ``stock_daemon=True``.
     """
     home, damnit_dir = Path(home).absolute(), Path(damnit_dir).absolute()
@@ -147,7 +149,8 @@ def running_backend(damnit_dir, home, *, instance_config: dict | None = None,
     settings = {"DAGSTER_HOME": str(home), "DAMNIT_DIR": str(damnit_dir)}
     saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
-    full_env = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
+    full_env = {**os.environ, "MPLBACKEND": "Agg",
+                "DAMNIT_WAKE_ADDRESS": wake_address(inbox_path()), **(env or {})}
     backend = Backend(home, damnit_dir)
     with backend.instance() as instance:   # create the storage once, before the processes race
         instance.get_runs(limit=1)
