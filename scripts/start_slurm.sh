@@ -46,10 +46,7 @@ fi
 # ---- 2. configure -----------------------------------------------------------------
 mkdir -p "$BASE"/state/ctld "$BASE"/state/d "$BASE"/log "$BASE"/run "$(dirname "$CONF")"
 MEM=$(free -m | awk '/^Mem:/{print $2}')   # equals `slurmd -C`, so the node does not drain
-# At least 4 CPUs, whatever the machine has (config_overrides: slurmd does not drain a
-# node declaring more than it has), so that a throttled job array (%N) is what limits
-# how many tasks run at once, not the node, and DAMNIT's default noncluster_cpus (4) fits.
-CPUS=$(( $(nproc) > 4 ? $(nproc) : 4 ))
+CPUS=$(nproc)
 # batch_sched_delay=0: jobs start in ~1 s instead of ~3 s.
 # CR_Core (no memory tracking): a job without --mem does not take the whole node.
 NEWCONF=$(cat <<EOF
@@ -78,7 +75,6 @@ SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
 SchedulerParameters=batch_sched_delay=0
 ReturnToService=2
-SlurmdParameters=config_overrides
 MpiDefault=none
 MailProg=/bin/true
 SlurmctldTimeout=30
