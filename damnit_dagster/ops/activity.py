@@ -56,7 +56,7 @@ class ActivityLog:
             filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS,
                                             dg.DagsterRunStatus.FAILURE,
                                             dg.DagsterRunStatus.CANCELED],
-                                  updated_after=self.since - _LOOKBACK),
+                                  updated_after=datetime.now(UTC) - _LOOKBACK),
             order_by="update_timestamp", ascending=True)
         for record in records:
             run_id = record.dagster_run.run_id
