@@ -4,8 +4,9 @@ Slurm (``scripts/start_slurm.sh``), for a CPU-bound context.
 The context has one variable doing a fixed amount of single-threaded numpy work per run
 (calibrated here to about ``--seconds`` on this machine). Rows, in one run:
 
-* floor: that work for every run, one after the other, in this process; per-run time
-  x runs / slots is the ideal of any parallel execution with that many slots;
+* floor: the in-process floor, ``context_loader.runner.execute`` of runs with the context
+  loaded once, measured just before and after each pass (this machine's speed drifts);
+  per-run time x runs / slots is the ideal of any parallel execution with that many slots;
 * Slurm start-up: an array of ``slots`` tasks doing nothing, from ``sbatch`` until the
   last task has ended (what one array adds at least);
 * ``reprocess --local``: the runs on this host (no backend: the command runs them);
@@ -65,6 +66,22 @@ def work_seconds(loops: int) -> float:
     for _ in range(loops):
         float(np.sort(rng.random(200_000))[100])
     return time.perf_counter() - t0
+
+
+def floor_per_run(folder: Path, runs: list[int]) -> float:
+    """The in-process floor's seconds per run: ``context_loader.runner.execute`` of
+    ``runs`` with the context loaded once (opening the run, the variable, the fragment),
+    as a task evaluates them."""
+    from context_loader import runner
+    from context_loader.contextfile import ContextFile
+
+    ctx = ContextFile.from_path(folder / "context.py")
+    fragment = folder / "extracted_data" / "floor.h5"
+    t0 = time.perf_counter()
+    for run in runs:
+        runner.execute(ctx, PROPOSAL, run, "all", fragment_path=str(fragment))
+    fragment.unlink()
+    return (time.perf_counter() - t0) / len(runs)
 
 
 def calibrate(seconds: float) -> int:
@@ -138,23 +155,31 @@ def main() -> None:
     env = {**os.environ, "EXTRA_DATA_DATA_ROOT": str(data), "XFEL_DATA_ROOT": str(data),
            "DAGSTER_HOME": str(home), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1"}
+    os.environ.update({k: env[k] for k in ("EXTRA_DATA_DATA_ROOT", "XFEL_DATA_ROOT",
+                                           "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     folder = make_damnit_folder(work / "amore", CONTEXT.format(loops=loops),
                                 proposal=PROPOSAL, concurrent_jobs=str(args.slots),
                                 noncluster_cpus="1", noncluster_mem="2G").root
 
-    log(f"floor: {args.runs} x the variable ({loops} loops)")
-    per_run = work_seconds(loops * args.runs) / args.runs
     log("Slurm start-up: an empty array")
     startup = min(slurm_startup(args.slots) for _ in range(3))
+
+    def timed_pass(*flags):
+        """(wall time, the floor's per-run time around it): this machine's speed
+        drifts, so each pass gets its own floor, measured just before and after."""
+        before = floor_per_run(folder, [1, 2, 3])
+        wall, _ = reprocess(folder, env, *flags)
+        return wall, (before + floor_per_run(folder, [4, 5, 6])) / 2
+
     log("reprocess --local")
-    local, _ = reprocess(folder, env, "--local")
+    local, floor_local = timed_pass("--local")
     log("reprocess --slurm (runs dealt over the slots)")
-    slurm, _ = reprocess(folder, env, "--slurm")
+    slurm, floor_slurm = timed_pass("--slurm")
     writer, stored = writer_rate(home)
     subprocess.run([str(BIN / "damnit-dagster"), "--dir", str(folder), "db-config",
                     "slurm_runs_per_task", "1"], env=env, check=True, capture_output=True)
     log("reprocess --slurm, a task per run")
-    per_task, _ = reprocess(folder, env, "--slurm")
+    per_task, floor_task = timed_pass("--slurm")
 
     log("reprocess --slurm of the 25-variable context")
     from _bench_util import CONTEXT as CONTEXT_25
@@ -165,23 +190,27 @@ def main() -> None:
     reprocess(folder_25, env, "--slurm")
     writer_25, stored_25 = writer_rate(home)
 
-    ideal = args.runs * per_run / args.slots + startup
+    def ideal(per_run):
+        return args.runs * per_run / args.slots + startup
+
     load = os.getloadavg()[0]
-    print(f"\n{args.runs} runs x {per_run:.2f} s of one-core numpy each, {args.slots} slots "
-          f"({os.cpu_count()} cores), load before: {load:.2f}\n")
-    print("| what | wall time | vs ideal |")
+    print(f"\n{args.runs} runs of one-core numpy each, {args.slots} slots "
+          f"({os.cpu_count()} cores), load after: {load:.2f}; Slurm start-up ({args.slots} "
+          f"empty array tasks): {startup:.2f} s. Ideal: runs x the in-process floor's "
+          f"per-run time (measured around each pass) / slots + start-up.\n")
+    print("| what | wall time | floor per run | ideal | vs ideal |")
+    print("| --- | --- | --- | --- | --- |")
+    for what, wall, floor in (
+            ("`reprocess --local` (this host)", local, floor_local),
+            ("`reprocess --slurm` (a task per slot)", slurm, floor_slurm),
+            ("`reprocess --slurm`, `slurm_runs_per_task 1`", per_task, floor_task)):
+        print(f"| {what} | {wall:.1f} s | {floor:.2f} s | {ideal(floor):.1f} s | "
+              f"{wall / ideal(floor):.2f}x |")
+    print("\n| single writer | host time per stored run | runs/s |")
     print("| --- | --- | --- |")
-    print(f"| floor: one run, in process | {per_run:.2f} s | - |")
-    print(f"| Slurm start-up: {args.slots} empty array tasks | {startup:.2f} s | - |")
-    print(f"| ideal: runs x per-run / slots + start-up | {ideal:.1f} s | 1.00x |")
-    print(f"| `reprocess --local` (this host) | {local:.1f} s | {local / ideal:.2f}x |")
-    print(f"| `reprocess --slurm` (a task per slot) | {slurm:.1f} s | {slurm / ideal:.2f}x |")
-    print(f"| `reprocess --slurm`, `slurm_runs_per_task 1` | {per_task:.1f} s | "
-          f"{per_task / ideal:.2f}x |")
-    print(f"| single writer: host time per stored run, 1 variable ({stored} runs) | "
-          f"{writer * 1000:.0f} ms | {1 / writer:.0f} runs/s |")
-    print(f"| single writer: host time per stored run, 25 variables ({stored_25} runs) | "
-          f"{writer_25 * 1000:.0f} ms | {1 / writer_25:.0f} runs/s |")
+    print(f"| 1 variable ({stored} runs) | {writer * 1000:.0f} ms | {1 / writer:.0f} |")
+    print(f"| 25 variables ({stored_25} runs) | {writer_25 * 1000:.0f} ms | "
+          f"{1 / writer_25:.0f} |")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ _LOADING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _loaded(path: str, sha: str | None, import_dir: str):
+def _loaded(path: str, sha: str | None, import_dir: str, neighbours: tuple):
+    """The loaded file; ``sha`` and ``neighbours`` (:func:`neighbours_stamp`) only key the
+    cache."""
     from context_loader.contextfile import ContextFile
     from context_loader.runner import warm_up
 
@@ -45,7 +47,23 @@ def load_for_evaluation(context_path, damnit_dir):
     forked to evaluate runs inherit it, and the renderer's warm-up
     (:func:`context_loader.runner.warm_up`)."""
     with _LOADING:
-        return _loaded(str(context_path), file_sha(context_path), str(damnit_dir))
+        return _loaded(str(context_path), file_sha(context_path), str(damnit_dir),
+                       neighbours_stamp(Path(context_path).parent, Path(damnit_dir)))
+
+
+def neighbours_stamp(*folders: Path) -> tuple:
+    """Name, size and modification time of the Python modules in ``folders`` (and in
+    their packages): a module the context file imports from next to it that changes makes
+    the file load again, as it would in a fresh process."""
+    stamp = []
+    for folder in dict.fromkeys(folders):
+        for path in sorted([*folder.glob("*.py"), *folder.glob("*/*.py")]):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            stamp.append((str(path), st.st_size, st.st_mtime_ns))
+    return tuple(stamp)
 
 
 def warm_up_folder() -> None:

@@ -15,7 +15,7 @@ from damnit_dagster.execution.slurm_array import ArraySettings, task_indices
 from damnit_dagster.storage.database import DamnitDB
 from support.paths import REPO
 
-PROPOSAL = 4321
+PROPOSAL = 4570
 CLI = str(Path(sys.executable).parent / "damnit-dagster")
 
 CONTEXT = """
@@ -69,7 +69,7 @@ def slurm():
 
 @pytest.fixture
 def slurm_folder(tmp_path, damnit_folder, mock_proposal, monkeypatch, slurm):
-    """``make(context, **settings)``: a DAMNIT folder of proposal 4321 (runs 1-6) with
+    """``make(context, **settings)``: a DAMNIT folder of proposal 4570 (runs 1-6) with
     one task slot per core, its own Dagster home, and no backend."""
     from damnit_dagster.ops.mockdata import make_proposal
 
