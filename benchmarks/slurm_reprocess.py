@@ -5,7 +5,8 @@ The context has one variable doing a fixed amount of single-threaded numpy work 
 (calibrated here to about ``--seconds`` on this machine). Rows, in one run:
 
 * floor: the in-process floor, ``context_loader.runner.execute`` of runs with the context
-  loaded once, measured just before and after each pass (this machine's speed drifts);
+  loaded once, in one process per slot at the same time (cores share caches and memory
+  bandwidth), measured just before and after each pass (this machine's speed drifts);
   per-run time x runs / slots is the ideal of any parallel execution with that many slots;
 * Slurm start-up: an array of ``slots`` tasks doing nothing, from ``sbatch`` until the
   last task has ended (what one array adds at least);
@@ -32,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,7 +79,7 @@ def floor_per_run(folder: Path, runs: list[int]) -> float:
     from context_loader.contextfile import ContextFile
 
     ctx = ContextFile.from_path(folder / "context.py")
-    fragment = folder / "extracted_data" / "floor.h5"
+    fragment = folder / "extracted_data" / f"floor-{os.getpid()}.h5"
     t0 = time.perf_counter()
     for run in runs:
         runner.execute(ctx, PROPOSAL, run, "all", fragment_path=str(fragment))
@@ -164,12 +167,20 @@ def main() -> None:
     log("Slurm start-up: an empty array")
     startup = min(slurm_startup(args.slots) for _ in range(3))
 
+    def busy_floor(runs):
+        """The floor's per-run time with every slot busy: one floor per slot at once
+        (cores share caches and memory bandwidth, as the tasks do)."""
+        with ProcessPoolExecutor(args.slots, mp_context=get_context("fork")) as pool:
+            times = list(pool.map(floor_per_run, [folder] * args.slots,
+                                  [runs] * args.slots))
+        return sum(times) / len(times)
+
     def timed_pass(*flags):
         """(wall time, the floor's per-run time around it): this machine's speed
         drifts, so each pass gets its own floor, measured just before and after."""
-        before = floor_per_run(folder, [1, 2, 3])
+        before = busy_floor([1, 2, 3])
         wall, _ = reprocess(folder, env, *flags)
-        return wall, (before + floor_per_run(folder, [4, 5, 6])) / 2
+        return wall, (before + busy_floor([4, 5, 6])) / 2
 
     log("reprocess --local")
     local, floor_local = timed_pass("--local")
@@ -197,7 +208,8 @@ def main() -> None:
     print(f"\n{args.runs} runs of one-core numpy each, {args.slots} slots "
           f"({os.cpu_count()} cores), load after: {load:.2f}; Slurm start-up ({args.slots} "
           f"empty array tasks): {startup:.2f} s. Ideal: runs x the in-process floor's "
-          f"per-run time (measured around each pass) / slots + start-up.\n")
+          f"per-run time (one floor per slot at once, measured around each pass) / slots "
+          f"+ start-up.\n")
     print("| what | wall time | floor per run | ideal | vs ideal |")
     print("| --- | --- | --- | --- | --- |")
     for what, wall, floor in (
