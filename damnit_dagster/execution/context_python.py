@@ -10,7 +10,7 @@ from pathlib import Path
 
 from damnit_dagster.execution import environment
 from damnit_dagster.execution.evaluator import Ended, Evaluation, Request, evaluate
-from damnit_dagster.execution.limits import Limits, process_end, wait_for_group
+from damnit_dagster.execution.limits import Limits, cores_for, process_end, wait_for_group
 from damnit_dagster.execution.process_log import header
 
 #: What an allocation refused by RLIMIT_DATA looks like in a traceback: Python's error, a
@@ -43,9 +43,10 @@ class SubprocessEvaluator:
             self.python, request.context_file, request.proposal, request.run, request.data,
             fragment=fragment, report=report, variables=request.variables,
             match=request.match, cluster=request.cluster, inputs_from=request.inputs_from)
-        returncode, timed_out, output = _run_teed(
-            self.limits.wrap(cmd), cwd=request.damnit_dir, log=log, echo=echo,
-            timeout=self.limits.time)
+        with cores_for(self.limits) as cores:
+            returncode, timed_out, output = _run_teed(
+                self.limits.wrap(cmd, cores), cwd=request.damnit_dir, log=log, echo=echo,
+                timeout=self.limits.time)
         if returncode == 0 and not timed_out:
             return Ended(ok=True)
         hint = ""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from damnit_dagster.execution.describe import file_sha
 from damnit_dagster.execution.evaluator import Ended, Request, report_path
-from damnit_dagster.execution.limits import Limits, process_end, wait_for_group
+from damnit_dagster.execution.limits import Limits, cores_for, process_end, wait_for_group
 from damnit_dagster.execution.process_log import header
 
 _LOADING = threading.Lock()
@@ -104,10 +104,20 @@ def evaluate_in_child(*, damnit_dir, context_path, proposal: int, run: int, data
     read from it (``context_loader.stored``). ``track(pid, alive)`` is told when the child
     runs (``alive`` True) and, before it is reaped, when it has ended.
     """
-    from context_loader import runner
 
     ctx = load_for_evaluation(context_path, damnit_dir)
     limits = Limits.from_settings(settings)
+    with cores_for(limits) as cores:
+        return _fork_and_wait(ctx, limits, cores, damnit_dir=damnit_dir, proposal=proposal,
+                              run=run, data=data, variables=variables, fragment=fragment,
+                              log=log, track=track, inputs_from=inputs_from)
+
+
+def _fork_and_wait(ctx, limits: Limits, cores: list[int], *, damnit_dir, proposal, run, data,
+                   variables, fragment, log, track, inputs_from) -> dict:
+    """The fork of :func:`evaluate_in_child`, pinned to ``cores``, and its wait."""
+    from context_loader import runner
+
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -124,7 +134,7 @@ def evaluate_in_child(*, damnit_dir, context_path, proposal: int, run: int, data
             sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
             logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            limits.apply_to_this_process(on_top_of_current=True)
+            limits.apply_to_this_process(cores, on_top_of_current=True)
             os.chdir(damnit_dir)  # the user's relative paths and local imports, as in DAMNIT
             os.umask(0)
             runner.execute(ctx, proposal, run, data, variables=tuple(variables),

@@ -25,10 +25,14 @@ error that names the limits.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import os
 import select
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from damnit_dagster.storage.settings import (
@@ -109,20 +113,15 @@ class Limits:
         return (f"variable '{name}' exceeded the {self.mem_text} memory limit for "
                 "non-cluster variables (noncluster_mem)")
 
-    def core_set(self) -> list[int]:
-        """The cores to pin to: ``cpus`` of the allowed ones, the window rotated by this
-        process's pid so that concurrent evaluations spread over a large machine."""
-        allowed = sorted(os.sched_getaffinity(0))
-        start = (os.getpid() * self.cpus) % len(allowed)
-        return sorted((allowed * 2)[start:start + self.cpus])
-
-    def apply_to_this_process(self, *, on_top_of_current: bool = False) -> None:
-        """Pin this process to :meth:`core_set` and cap its data (``RLIMIT_DATA``) at
-        ``mem`` — plus what it already has when ``on_top_of_current`` (a child forked from a warm
-        process keeps its parent's mappings; the variables still get ``mem`` to use)."""
+    def apply_to_this_process(self, cores: list[int], *,
+                              on_top_of_current: bool = False) -> None:
+        """Pin this process to ``cores`` (from :func:`cores_for`) and cap its data
+        (``RLIMIT_DATA``) at ``mem`` — plus what it already has when ``on_top_of_current``
+        (a child forked from a warm process keeps its parent's mappings; the variables
+        still get ``mem`` to use)."""
         import resource
 
-        os.sched_setaffinity(0, self.core_set())
+        os.sched_setaffinity(0, cores)
         limit = self.mem
         if on_top_of_current:
             with open("/proc/self/status") as f:
@@ -133,10 +132,31 @@ class Limits:
             limit = min(limit, hard)
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
-    def wrap(self, cmd: list[str]) -> list[str]:
-        """``cmd`` behind the wrapper that applies these limits (run by our Python)."""
-        cores = ",".join(map(str, self.core_set()))
-        return [sys.executable, "-I", "-c", LIMITS_WRAPPER, cores, str(self.mem), *cmd]
+    def wrap(self, cmd: list[str], cores: list[int]) -> list[str]:
+        """``cmd`` behind the wrapper that applies these limits, pinned to ``cores``
+        (run by our Python)."""
+        return [sys.executable, "-I", "-c", LIMITS_WRAPPER, ",".join(map(str, cores)),
+                str(self.mem), *cmd]
+
+
+_in_use: collections.Counter = collections.Counter()
+_in_use_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def cores_for(limits: Limits) -> Iterator[list[int]]:
+    """``limits.cpus`` of this process's cores for one evaluation, the least used by the
+    evaluations this process is running, so that concurrent ones do not share a core while
+    another is idle; given back when the block ends."""
+    allowed = sorted(os.sched_getaffinity(0))
+    with _in_use_lock:
+        chosen = sorted(sorted(allowed, key=lambda c: (_in_use[c], c))[:limits.cpus])
+        _in_use.update(chosen)
+    try:
+        yield chosen
+    finally:
+        with _in_use_lock:
+            _in_use.subtract(chosen)
 
 
 def process_end(run: int, returncode: int, limits: Limits) -> str:

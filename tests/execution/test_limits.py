@@ -149,3 +149,19 @@ def test_limit_too_small_for_the_runner_itself(damnit_dir, mock_proposal):
                        settings={"noncluster_mem": "20M"})
     assert "(out of memory: the limit for non-cluster variables is 20 MB, noncluster_mem)" \
         in str(info.value)
+
+
+def test_concurrent_evaluations_get_the_least_used_cores():
+    """A process's evaluations running at once are pinned to different cores while there
+    are free ones (picking by pid could put two on one core and leave another idle)."""
+    from damnit_dagster.execution.limits import cores_for
+
+    allowed = sorted(os.sched_getaffinity(0))
+    one = Limits(cpus=1, mem=2 ** 30)
+    with cores_for(one) as first, cores_for(one) as second:
+        if len(allowed) > 1:
+            assert first != second
+        with cores_for(Limits(cpus=len(allowed), mem=2 ** 30)) as everything:
+            assert everything == allowed
+    with cores_for(one) as again:   # given back: the first core is free again
+        assert again == first
