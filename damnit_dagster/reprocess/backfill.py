@@ -9,6 +9,9 @@ Runs without proc data fall back to their raw variables (the step's runner does 
 """
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -75,12 +78,15 @@ def reprocess(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
             run_config=None)
         instance.add_backfill(backfill)
         gui = announce_queued(paths, proposal, run_list, f"reprocess-{backfill_id}", data)
+        interrupted = threading.Event()
         try:
-            return _follow(instance, backfill_id, proposal, run_list, set(names), progress,
-                           poll, timeout)
-        except KeyboardInterrupt:
-            cancel(instance, backfill_id)
-            raise
+            with _ctrl_c_sets(interrupted):
+                results = _follow(instance, backfill_id, proposal, run_list, set(names),
+                                  progress, poll, timeout, interrupted)
+            if interrupted.is_set():
+                cancel(instance, backfill_id)
+                raise KeyboardInterrupt
+            return results
         finally:
             gui.flush(timeout=2.0)
     finally:
@@ -88,7 +94,23 @@ def reprocess(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
             instance.dispose()
 
 
-def _follow(instance, backfill_id, proposal, run_list, names, progress, poll, timeout):
+@contextlib.contextmanager
+def _ctrl_c_sets(event: threading.Event):
+    """While following, Ctrl-C (SIGINT) sets ``event`` instead of raising wherever the
+    command happens to be (for example inside the event log's lock), so that the backfill
+    is cancelled cleanly; only in the main thread, where Python handles signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _follow(instance, backfill_id, proposal, run_list, names, progress, poll, timeout,
+            interrupted: threading.Event):
     t0, last_done = time.time(), None
     collector = ResultCollector(proposal, run_list)
     while True:
@@ -110,7 +132,8 @@ def _follow(instance, backfill_id, proposal, run_list, names, progress, poll, ti
         if timeout is not None and time.time() - t0 > timeout:
             raise TimeoutError(f"backfill {backfill_id}: {done} of {len(run_list)} runs done "
                                f"after {timeout:.0f} s (status {backfill.status.value})")
-        time.sleep(poll)
+        if interrupted.wait(poll):
+            return collector.results
 
 
 def cancel(instance: dg.DagsterInstance, backfill_id: str, wait: float = 60.0) -> None:
