@@ -117,7 +117,6 @@ class SlurmArray:
         self.poll, self.on_state, self.stored_inputs = poll, on_state, stored_inputs
         self.jobs: list[SlurmJob] = []
         self.files: dict[int, RunFiles] = {}
-        self._tasks: dict[str, list[int]] = {}   # "<array id>_<index>" -> its runs
         self._over: dict[str, float] = {}        # task -> when it was first seen ended
 
     # -- submission ------------------------------------------------------------------
@@ -162,10 +161,8 @@ class SlurmArray:
                        log=self.paths.logs_dir / f".p{self.proposal}-array-{job_id}.out")
         self.jobs.append(job)
         for index, chunk in enumerate(chunks):
-            task = f"{job_id}_{index}"
-            self._tasks[task] = chunk
             for run in chunk:
-                self.files[run].task = task
+                self.files[run].task = f"{job_id}_{index}"
 
     def _script(self, chunks: list[list[int]]) -> str:
         """The batch script: task ``i`` evaluates the runs of ``chunks[i]``."""
@@ -255,16 +252,22 @@ class SlurmArray:
         if self.on_state is None or f.running_told or not info:
             return
         f.running_told = True
-        array_id = f.task.partition("_")[0]
-        cluster = next((j.cluster for j in self.jobs if j.job_id == array_id), None)
         self.on_state(f.run, "RUNNING", hostname=info.get("NodeList", ""),
-                      username=getpass.getuser(), slurm_cluster=cluster, slurm_job_id=f.task)
+                      username=getpass.getuser(), slurm_cluster=self._cluster_of(f.task),
+                      slurm_job_id=f.task)
+
+    def _cluster_of(self, task: str) -> str | None:
+        """The cluster of the array a task (``<array id>_<index>``) belongs to."""
+        array_id = task.partition("_")[0]
+        return next((j.cluster for j in self.jobs if j.job_id == array_id), None)
+
+    def _task_output(self, task: str) -> Path:
+        """Slurm's own output file of a task (``sbatch -o``)."""
+        return self.paths.logs_dir / f".p{self.proposal}-array-{task}.out"
 
     def _task_end(self, f: RunFiles, state: str, info: dict) -> Ended:
-        array_id = f.task.partition("_")[0]
-        job = SlurmJob(job_id=f.task, cluster=next(
-            (j.cluster for j in self.jobs if j.job_id == array_id), None),
-            name=job_name(self.proposal, -1), log=f.log)
+        job = SlurmJob(job_id=f.task, cluster=self._cluster_of(f.task),
+                       name=job_name(self.proposal, -1), log=f.log)
         end = JobEnd(job, state, info.get("ExitCode"), info)
         said = self._slurm_output(f.task)
         timed_out = state == "TIMEOUT"
@@ -278,10 +281,9 @@ class SlurmArray:
 
     def _slurm_output(self, task: str) -> str:
         """The last lines Slurm wrote to the task's own output (e.g. slurmstepd's
-        ``CANCELLED`` or memory messages); the file is then removed."""
-        path = self.paths.logs_dir / f".p{self.proposal}-array-{task}.out"
+        ``CANCELLED`` or memory messages); :meth:`close` removes the file."""
         try:
-            text = path.read_text(errors="replace").strip()
+            text = self._task_output(task).read_text(errors="replace").strip()
         except OSError:
             return ""
         return "; ".join(text.splitlines()[-3:])
@@ -314,9 +316,8 @@ class SlurmArray:
         if any(f.end is None and not f.report.exists() for f in self.files.values()):
             self.cancel()
         self._discard_files()
-        for task in self._tasks:
-            (self.paths.logs_dir / f".p{self.proposal}-array-{task}.out").unlink(
-                missing_ok=True)
+        for task in {f.task for f in self.files.values() if f.task}:
+            self._task_output(task).unlink(missing_ok=True)
 
     def __enter__(self):
         return self
