@@ -30,8 +30,10 @@ def floor_child(folder: str, nruns: str, data: str, out: str) -> None:
     warnings.filterwarnings("ignore")
     from context_loader import runner
     from context_loader.contextfile import ContextFile
+    from context_loader.heap import keep_freed_heap
     from damnit_dagster.storage.writer import store_fragment
 
+    keep_freed_heap()   # as every evaluation process of ours
     folder, runs = Path(folder), list(range(1, int(nruns) + 1))
 
     def one(ctx, run):

@@ -77,7 +77,9 @@ def floor_per_run(folder: Path, runs: list[int]) -> float:
     as a task evaluates them."""
     from context_loader import runner
     from context_loader.contextfile import ContextFile
+    from context_loader.heap import keep_freed_heap
 
+    keep_freed_heap()   # as every evaluation process of ours
     ctx = ContextFile.from_path(folder / "context.py")
     fragment = folder / "extracted_data" / f"floor-{os.getpid()}.h5"
     t0 = time.perf_counter()

@@ -30,6 +30,7 @@ from pathlib import Path
 from . import runner
 from .contextfile import ContextFile
 from .errors import ContextFileErrors
+from .heap import keep_freed_heap
 
 log = logging.getLogger("context_loader")
 
@@ -86,6 +87,7 @@ def main(argv=None) -> int:
             return 1
         return 0
 
+    keep_freed_heap()   # this process evaluates runs
     if args.command == "exec-runs":
         return _exec_runs(args)
     try:

@@ -117,6 +117,7 @@ def _fork_and_wait(ctx, limits: Limits, cores: list[int], *, damnit_dir, proposa
                    variables, fragment, log, track, inputs_from) -> dict:
     """The fork of :func:`evaluate_in_child`, pinned to ``cores``, and its wait."""
     from context_loader import runner
+    from context_loader.heap import keep_freed_heap
 
     sys.stdout.flush()
     sys.stderr.flush()
@@ -135,6 +136,7 @@ def _fork_and_wait(ctx, limits: Limits, cores: list[int], *, damnit_dir, proposa
             logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
             limits.apply_to_this_process(cores, on_top_of_current=True)
+            keep_freed_heap()
             os.chdir(damnit_dir)  # the user's relative paths and local imports, as in DAMNIT
             os.umask(0)
             runner.execute(ctx, proposal, run, data, variables=tuple(variables),
