@@ -28,16 +28,13 @@ import numpy as np
 import xarray as xr
 
 from .cells import Cell
-from .hdf5_names import OBJTYPE_ATTR
+from .hdf5_names import DATAARRAY_NAME, DATAARRAY_VARIABLE, OBJTYPE_ATTR
 from .optional_types import is_mpl_figure, is_pd_dataframe, is_pd_series, is_plotly_figure
 from .thumbnails import PNGData, figure2array, plotly_json_bytes
 
 log = logging.getLogger(__name__)
 
 COMPRESSION_OPTS = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
-# xarray's names for an unnamed DataArray's variable and for a name it had to replace
-DATAARRAY_VARIABLE = "__xarray_dataarray_variable__"
-DATAARRAY_NAME = "__xarray_dataarray_name__"
 
 
 def write_fragment(path, cells: dict[str, Cell], errors: dict[str, BaseException], *,

@@ -8,3 +8,6 @@ OBJTYPE_ATTR = "_damnit_objtype"
 NETCDF_OBJTYPES = ("dataarray", "dataset")
 #: Group holding each stored variable's provenance record (a JSON text per name).
 PROVENANCE_GROUP = ".provenance"
+#: How xarray names the variable and keeps the name of a DataArray written as a dataset.
+DATAARRAY_VARIABLE = "__xarray_dataarray_variable__"
+DATAARRAY_NAME = "__xarray_dataarray_name__"

@@ -21,8 +21,13 @@ from pathlib import Path
 import h5py
 
 from .contextfile import ContextFile
-from .fragment import DATAARRAY_NAME, DATAARRAY_VARIABLE
-from .hdf5_names import NETCDF_OBJTYPES, OBJTYPE_ATTR, PROVENANCE_GROUP
+from .hdf5_names import (
+    DATAARRAY_NAME,
+    DATAARRAY_VARIABLE,
+    NETCDF_OBJTYPES,
+    OBJTYPE_ATTR,
+    PROVENANCE_GROUP,
+)
 
 #: Kinds of stored objects that cannot stand in for the original (figures as images).
 NOT_INPUTS = ("image", "PlotlyFigure")

@@ -45,3 +45,16 @@ def test_every_module_has_its_line_in_the_architecture_doc():
                and p.name != "__init__.py"}
     assert modules - named == set(), "modules without a line in docs/architecture.md"
     assert named - modules == set(), "lines of docs/architecture.md naming no module"
+
+
+def test_the_dagster_side_does_not_load_the_science_stack():
+    """The webserver, the daemon, the code server and every command load the code
+    location without xarray or pandas (seconds of start-up and tens of MB per process);
+    only the processes that evaluate runs or read values back load them."""
+    code = ("import sys, damnit_dagster.defs.definitions, damnit_dagster.ops.cli, "
+            "damnit_dagster.reprocess.direct, damnit_dagster.plugins.launcher; "
+            "print(sorted(m for m in ('xarray', 'pandas', 'extra_data', 'matplotlib') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
