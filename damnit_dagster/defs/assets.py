@@ -50,6 +50,14 @@ from damnit_dagster.defs.tags import (
     processing_id,
 )
 from damnit_dagster.defs.tags import RUN_KEY as RUN_KEY_TAG
+from damnit_dagster.defs.variables import (
+    CLUSTER,
+    LOCAL,
+    bucket_of,
+    lineage,
+    saved_variables,
+    trigger_for,
+)
 from damnit_dagster.execution.process_run import (
     ERROR,
     NONE,
@@ -58,9 +66,9 @@ from damnit_dagster.execution.process_run import (
     RunOutcome,
     evaluate_and_store,
 )
+from damnit_dagster.execution.slurm_array import SlurmArray
 from damnit_dagster.storage.provenance import Versions
 
-LOCAL, CLUSTER = "local", "cluster"
 _TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 _RESERVED_TAGS = {"data", "cluster"}
 
@@ -73,34 +81,6 @@ def variable_key(proposal: int, name: str) -> dg.AssetKey:
 def context_file_key(proposal: int) -> dg.AssetKey:
     """The key of the asset describing the context file itself."""
     return dg.AssetKey([group_name(proposal), "context.py"])
-
-
-def bucket_of(var: dict) -> str:
-    """The execution bucket of a described variable."""
-    return CLUSTER if var.get("cluster") else LOCAL
-
-
-def saved_variables(variables: list[dict]) -> list[dict]:
-    """The variables that are assets: every non-transient one, in evaluation order."""
-    return [v for v in variables if not v.get("transient")]
-
-
-def lineage(variables: list[dict]) -> dict[str, list[str]]:
-    """Asset parents of each saved variable: its dependencies, looking through
-    transient variables to the saved variables they depend on."""
-    by_name = {v["name"]: v for v in variables}
-
-    def parents(name, seen):
-        out = []
-        for dep in by_name[name]["deps"]:
-            if dep in seen or dep not in by_name:
-                continue
-            seen.add(dep)
-            out.extend(parents(dep, seen) if by_name[dep].get("transient") else [dep])
-        return out
-
-    return {v["name"]: sorted(set(parents(v["name"], set())))
-            for v in saved_variables(variables)}
 
 
 def variable_tags(var: dict) -> dict[str, str]:
@@ -130,12 +110,6 @@ def variable_spec(proposal: int, var: dict, parents: list[str], context_name: st
         partitions_def=runs_partitions(proposal))
 
 
-def trigger_for(variables: list[dict]) -> str:
-    """The data a step needs for these variables: raw, proc, or all (both)."""
-    kinds = {v["data"] for v in variables}
-    return kinds.pop() if len(kinds) == 1 else "all"
-
-
 def summarise(outcome: RunOutcome, names: list[str]) -> str:
     """``r7: 20 ok, 1 skipped, 2 failed`` for the log."""
     if outcome.error:
@@ -149,8 +123,10 @@ def summarise(outcome: RunOutcome, names: list[str]) -> str:
 
 
 def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
-                       evaluate: Callable = evaluate_and_store) -> dg.AssetsDefinition:
-    """The multi_asset computing the saved variables of one bucket."""
+                       evaluate: Callable = evaluate_and_store,
+                       slurm_array: SlurmArray | None = None) -> dg.AssetsDefinition:
+    """The multi_asset computing the saved variables of one bucket (``slurm_array``: one
+    already submitted, which a ``reprocess --slurm`` step follows when it fits)."""
     variables = {v["name"]: v for v in saved_variables(snapshot.variables)}
     names_in_bucket = [n for n, v in variables.items() if bucket_of(v) == bucket]
     parents = lineage(snapshot.variables)
@@ -204,7 +180,8 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
 
         if bucket == LOCAL and run_tags.get(EXECUTOR) == "slurm":
             yield from finished(on_slurm(context, damnit, proposal, runs, path, selected, data,
-                                         settings, evaluate_run, stored_inputs))
+                                         settings, evaluate_run, stored_inputs,
+                                         submitted=slurm_array))
         else:
             # A ranged run evaluates several runs at once (one per core, each in its own
             # forked child) and reports them in order; the user's code is loaded once.
@@ -245,10 +222,11 @@ def context_file_asset(snapshot: ContextSnapshot, proposal: int) -> dg.AssetSpec
 
 
 def build_assets(snapshot: ContextSnapshot, proposal: int,
-                 evaluate: Callable = evaluate_and_store) -> list:
+                 evaluate: Callable = evaluate_and_store,
+                 slurm_array: SlurmArray | None = None) -> list:
     """Every asset of a served context file: one multi_asset per non-empty bucket, plus
     the context-file asset."""
     saved = saved_variables(snapshot.variables)
-    assets = [build_bucket_asset(snapshot, proposal, bucket, evaluate)
+    assets = [build_bucket_asset(snapshot, proposal, bucket, evaluate, slurm_array)
               for bucket in (LOCAL, CLUSTER) if any(bucket_of(v) == bucket for v in saved)]
     return [*assets, context_file_asset(snapshot, proposal)]

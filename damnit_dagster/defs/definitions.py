@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from damnit_dagster.defs.assets import CLUSTER, bucket_of, build_assets, saved_variables
+from damnit_dagster.defs.assets import build_assets
 from damnit_dagster.defs.context_source import load_context, variable_syncer
 from damnit_dagster.defs.io_manager import DamnitIOManager
 from damnit_dagster.defs.jobs import build_jobs, job_name
@@ -20,6 +20,7 @@ from damnit_dagster.defs.partitions import runs_partitions
 from damnit_dagster.defs.resources import DamnitFolder
 from damnit_dagster.defs.retention import retention_schedule, trim_instance
 from damnit_dagster.defs.sensors import build_event_sensor
+from damnit_dagster.defs.variables import CLUSTER, bucket_of, saved_variables
 from damnit_dagster.events.gui_updates import GuiUpdates
 from damnit_dagster.execution.process_run import evaluate_and_store, same_interpreter
 from damnit_dagster.plugins.home import inbox_path
@@ -37,8 +38,9 @@ def _proposal_dir(proposal: int) -> Path | None:
 
 
 def build_definitions(damnit_dir, *, state_dir=None, evaluate=evaluate_and_store,
-                      with_sensor: bool = True) -> dg.Definitions:
-    """The Definitions for ``damnit_dir``; a broken ``context.py`` serves the last good one."""
+                      with_sensor: bool = True, slurm_array=None) -> dg.Definitions:
+    """The Definitions for ``damnit_dir``; a broken ``context.py`` serves the last good one.
+    ``slurm_array``: a job array a ``reprocess --slurm`` command submitted already."""
     paths = DamnitPaths(damnit_dir)
     with DamnitDB(paths.db_file) as db:
         proposal = db.proposal
@@ -59,7 +61,7 @@ def build_definitions(damnit_dir, *, state_dir=None, evaluate=evaluate_and_store
                                                 for c in (False, True)}],
             proposal_dir=_proposal_dir(proposal), gui=lambda: gui_updates(paths)))
     return dg.Definitions(
-        assets=build_assets(snapshot, proposal, evaluate), jobs=[*jobs, trim_instance],
+        assets=build_assets(snapshot, proposal, evaluate, slurm_array), jobs=[*jobs, trim_instance],
         sensors=sensors, schedules=[retention_schedule],
         resources={"damnit": DamnitFolder(path=str(paths.root)),
                    "io_manager": DamnitIOManager(path=str(paths.root))},

@@ -52,6 +52,8 @@ from damnit_dagster.storage.settings import format_duration, slurm_time_seconds
 #: Slurm's default ``MaxArraySize`` allows task ids up to 1000; bigger arrays are split
 #: into arrays that run one after the other (as DAMNIT does).
 MAX_TASKS = 1000
+#: Seconds to wait, after cancelling an array, for Slurm to have stopped its tasks.
+CANCEL_WAIT = 15.0
 #: Seconds a task may be over without a report for a run before that run counts as
 #: ended with the task (shared file systems may show files late).
 REPORT_GRACE = 5.0
@@ -118,6 +120,15 @@ class SlurmArray:
         self.jobs: list[SlurmJob] = []
         self.files: dict[int, RunFiles] = {}
         self._over: dict[str, float] = {}        # task -> when it was first seen ended
+
+    def evaluates(self, runs, context_path, variables, data: str,
+                  stored_inputs: bool) -> bool:
+        """Whether this (submitted) array evaluates exactly ``variables`` of
+        ``context_path`` for every one of ``runs``, as a step asking for them would."""
+        return (bool(self.jobs) and set(runs) <= set(self.runs)
+                and Path(context_path) == self.context_path
+                and tuple(variables) == self.variables and data == self.data
+                and stored_inputs == self.stored_inputs)
 
     # -- submission ------------------------------------------------------------------
 
@@ -188,13 +199,14 @@ class SlurmArray:
 
     # -- following -------------------------------------------------------------------
 
-    def ended(self) -> Iterator[int]:
-        """Yield each run as it ends, in the order they end (a report written, or its
-        task over without one), until all have; polls Slurm meanwhile. Raises
-        :class:`SlurmError` when the controller cannot be asked for 10 minutes."""
+    def ended(self, runs=None) -> Iterator[int]:
+        """Yield each of ``runs`` (default: all of the array's) as it ends, in the order
+        they end (a report written, or its task over without one), until all have; polls
+        Slurm meanwhile. Raises :class:`SlurmError` when the controller cannot be asked
+        for 10 minutes."""
         from context_loader.runner import progress_path
 
-        pending = set(self.runs)
+        pending = set(self.runs if runs is None else runs)
         tasks: dict[str, dict] = {}
         unknown_since = trouble_since = None
         while pending:
@@ -303,6 +315,19 @@ class SlurmArray:
             except SlurmError:
                 pass
 
+    def _wait_until_stopped(self, timeout: float) -> None:
+        """Wait until Slurm lists no task of the array as pending, running or completing
+        (a cancelled task's processes are being killed), at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                states = {info.get("JobState") for info in self._task_states().values()}
+            except SlurmError:
+                return
+            if states <= TERMINAL_STATES:
+                return
+            time.sleep(min(self.poll, 0.2))
+
     def _discard_files(self) -> None:
         from context_loader.runner import progress_path
 
@@ -311,10 +336,12 @@ class SlurmArray:
                 path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Cancel the tasks still queued or running, remove the files of runs never
-        stored and Slurm's own outputs of the tasks."""
+        """Cancel the tasks still queued or running (waiting a little for Slurm to have
+        stopped them), remove the files of runs never stored and Slurm's own outputs of
+        the tasks."""
         if any(f.end is None and not f.report.exists() for f in self.files.values()):
             self.cancel()
+            self._wait_until_stopped(CANCEL_WAIT)
         self._discard_files()
         for task in {f.task for f in self.files.values() if f.task}:
             self._task_output(task).unlink(missing_ok=True)

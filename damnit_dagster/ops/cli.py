@@ -264,8 +264,18 @@ def reprocess(folder: Folder, runs, match, variables, data, direct, stale, slurm
         executor = ("slurm" if slurm else "local") if slurm is not None else (
             db.setting("reprocess_executor") or "local")
     direct = direct or stale or not backend_running(folder.paths.root)
-    with _evaluation_server(folder, direct and executor == "local") as server:
-        _reprocess(folder, runs, match, variables, data, direct, server, stale, executor)
+    run_list, no_data, proposal = _runs_to_reprocess(folder, runs)
+    try:
+        with (_evaluation_server(folder, direct and executor == "local") as server,
+              _slurm_array_ahead(folder, run_list, match, variables, data,
+                                 direct and executor == "slurm" and not stale) as array):
+            results = _reprocess(folder, run_list, match, variables, data, direct, server,
+                                 stale, executor, array)
+    except KeyboardInterrupt:   # before its Dagster runs started (they say it themselves)
+        from damnit_dagster.reprocess.results import RunResult
+
+        results = {run: RunResult(run, run_error="interrupted (Ctrl-C)") for run in run_list}
+    _report(results, no_data, proposal)
 
 
 @contextlib.contextmanager
@@ -286,8 +296,23 @@ def _evaluation_server(folder: Folder, direct: bool):
         yield server
 
 
-def _reprocess(folder: Folder, runs, match, variables, data, direct: bool, server, stale,
-               executor: str):
+@contextlib.contextmanager
+def _slurm_array_ahead(folder: Folder, run_list: list[int], match, variables, data,
+                       ahead: bool):
+    """For a ``reprocess --slurm`` this command does itself: the job array, submitted
+    before anything imports Dagster (see :mod:`.reprocess.ahead`). Otherwise None."""
+    if not ahead:
+        yield None
+        return
+    from damnit_dagster.reprocess.ahead import submitted_ahead
+
+    sync_context(folder)   # the variables table knows the version the array evaluates
+    with submitted_ahead(folder.paths.root, run_list, match, variables, data) as array:
+        yield array
+
+
+def _reprocess(folder: Folder, run_list: list[int], match, variables, data, direct: bool,
+               server, stale, executor: str, array) -> dict:
     import dagster as dg
 
     from damnit_dagster.reprocess.backfill import reprocess as run_backfill
@@ -298,20 +323,19 @@ def _reprocess(folder: Folder, runs, match, variables, data, direct: bool, serve
     with dg.DagsterInstance.get() as instance:
         # like DAMNIT's --update-vars: the table knows every variable
         sync_context(folder, describe=server.describe if server else None)
-        work = functools.partial(reprocess_direct, server=server) if direct else run_backfill
+        work = (functools.partial(reprocess_direct, server=server, slurm_array=array)
+                if direct else run_backfill)
         if stale:
             if data != "all":
                 raise click.BadParameter("--stale takes every variable's trigger; use "
                                          "--var or --match to narrow it", param_hint="--data")
             work = functools.partial(reprocess_stale, server=server, say=click.echo)
-        results, no_data, proposal = _reprocess_runs(
-            folder, runs, match, variables, data, direct,
-            functools.partial(work, instance=instance, executor=executor))
-    _report(results, no_data, proposal)
+        return _reprocess_runs(folder, run_list, match, variables, data, direct,
+                               functools.partial(work, instance=instance, executor=executor))
 
 
-def _reprocess_runs(folder: Folder, runs, match, variables, data, direct: bool, work):
-    """(results, runs without raw data, proposal) of reprocessing ``runs`` with ``work``."""
+def _runs_to_reprocess(folder: Folder, runs) -> tuple[list[int], list[int], int]:
+    """(runs to reprocess, runs without raw data, proposal) of a RUNS argument."""
     from damnit_dagster.reprocess.selection import runs_with_data
     from damnit_dagster.storage.proposal_data import runs_with_raw_data
 
@@ -327,6 +351,13 @@ def _reprocess_runs(folder: Folder, runs, match, variables, data, direct: bool, 
         click.echo(f"r{run}: skipped, no raw data in the proposal folder", err=True)
     if not run_list:
         raise click.ClickException("no run to reprocess has raw data")
+    return run_list, no_data, proposal
+
+
+def _reprocess_runs(folder: Folder, run_list: list[int], match, variables, data,
+                    direct: bool, work) -> dict:
+    """The per-run results of reprocessing ``run_list`` with ``work``, with a progress
+    bar."""
     with (click.progressbar(length=len(run_list), label="Reprocessing", show_pos=True,
                             file=sys.stderr) as bar,
           _user_output_to_process_logs(direct)):
@@ -340,7 +371,7 @@ def _reprocess_runs(folder: Folder, runs, match, variables, data, direct: bool, 
                            data=data, progress=progress)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
-    return results, no_data, proposal
+    return results
 
 
 def _report(results: dict, no_data: list[int], proposal: int) -> None:

@@ -21,11 +21,12 @@ from collections.abc import Callable
 import dagster as dg
 
 from damnit_dagster.defs import tags
-from damnit_dagster.defs.assets import CLUSTER, bucket_of, variable_key
+from damnit_dagster.defs.assets import variable_key
 from damnit_dagster.defs.context_source import load_context, variable_syncer
 from damnit_dagster.defs.definitions import build_definitions
 from damnit_dagster.defs.jobs import job_name
 from damnit_dagster.defs.partitions import add_runs, partition_ranges, partitions_name
+from damnit_dagster.defs.variables import CLUSTER, bucket_of
 from damnit_dagster.execution.fork_server import EvaluationServer
 from damnit_dagster.execution.process_run import evaluate_and_store
 from damnit_dagster.plugins.dagster_private import (
@@ -47,7 +48,7 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
                      instance: dg.DagsterInstance | None = None, poll: float = 0.5,
                      server: EvaluationServer | None = None,
                      only: list[str] | None = None,
-                     executor: str = "local") -> dict[int, RunResult]:
+                     executor: str = "local", slurm_array=None) -> dict[int, RunResult]:
     """Recompute the selected variables (as :func:`.backfill.reprocess`) of ``runs`` in
     this process; returns the per-run results. ``progress`` is called from a helper
     thread whenever the count of runs with stored results changes. With ``server``, the
@@ -55,7 +56,8 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
     With ``only`` (saved variable names), exactly those are computed, the saved variables
     they depend on read from each run's file (``reprocess --stale``). With
     ``executor="slurm"``, the non-cluster variables are evaluated in a Slurm job array
-    and stored here as each run's task ends."""
+    and stored here as each run's task ends; ``slurm_array``, one the command submitted
+    already (:mod:`.ahead`), is followed instead."""
     paths = DamnitPaths(damnit_dir)
     if server is not None:  # the code location then finds the server's description
         load_context(paths.root, describe=server.describe,
@@ -69,7 +71,7 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
     instance = instance or dg.DagsterInstance.get()
     try:
         add_runs(instance, proposal, run_list)
-        defs = build_definitions(paths.root, with_sensor=False,
+        defs = build_definitions(paths.root, with_sensor=False, slurm_array=slurm_array,
                                  evaluate=functools.partial(evaluate_and_store, server=server))
         ranges = partition_ranges(instance.get_dynamic_partitions(partitions_name(proposal)),
                                   run_list)

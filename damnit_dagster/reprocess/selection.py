@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from damnit_dagster.defs.assets import saved_variables
 from damnit_dagster.defs.context_source import load_context
 from damnit_dagster.defs.tags import processing_id
+from damnit_dagster.defs.variables import saved_variables
 from damnit_dagster.events.gui_updates import GuiUpdates
 from damnit_dagster.storage.database import DamnitDB
 from damnit_dagster.storage.layout import DamnitPaths

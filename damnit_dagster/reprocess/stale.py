@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from context_loader.evaluate import proc_available
-from damnit_dagster.defs.assets import lineage, saved_variables
 from damnit_dagster.defs.context_source import load_context
+from damnit_dagster.defs.variables import lineage, saved_variables
 from damnit_dagster.reprocess.direct import reprocess_direct
 from damnit_dagster.reprocess.results import RunResult
 from damnit_dagster.reprocess.selection import choose_variables, parse_runs
