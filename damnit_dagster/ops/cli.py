@@ -258,6 +258,7 @@ def reprocess(folder: Folder, runs, match, variables, data, direct, stale, slurm
     work, Slurm jobs included.
     """
     from damnit_dagster.ops.backend import backend_running
+    from damnit_dagster.reprocess.ahead import evaluation_server, submitted_ahead
 
     folder.use_instance()
     with folder.db() as db:
@@ -265,10 +266,13 @@ def reprocess(folder: Folder, runs, match, variables, data, direct, stale, slurm
             db.setting("reprocess_executor") or "local")
     direct = direct or stale or not backend_running(folder.paths.root)
     run_list, no_data, proposal = _runs_to_reprocess(folder, runs)
-    try:
-        with (_evaluation_server(folder, direct and executor == "local") as server,
-              _slurm_array_ahead(folder, run_list, match, variables, data,
-                                 direct and executor == "slurm" and not stale) as array):
+    slurm_ahead = direct and executor == "slurm" and not stale
+    if slurm_ahead:   # the variables table knows the version the array evaluates
+        sync_context(folder)
+    try:   # what can start before Dagster is imported does (see .reprocess.ahead)
+        with (evaluation_server(folder.paths, direct and executor == "local") as server,
+              submitted_ahead(folder.paths.root, run_list, match, variables, data,
+                              wanted=slurm_ahead) as array):
             results = _reprocess(folder, run_list, match, variables, data, direct, server,
                                  stale, executor, array)
     except KeyboardInterrupt:   # before its Dagster runs started (they say it themselves)
@@ -276,39 +280,6 @@ def reprocess(folder: Folder, runs, match, variables, data, direct, stale, slurm
 
         results = {run: RunResult(run, run_error="interrupted (Ctrl-C)") for run in run_list}
     _report(results, no_data, proposal)
-
-
-@contextlib.contextmanager
-def _evaluation_server(folder: Folder, direct: bool):
-    """For a direct reprocess in this interpreter: the evaluation server, forked before
-    anything imports Dagster, so that the user's side loads on the other core meanwhile
-    (see :mod:`.execution.fork_server`). Otherwise None."""
-    from damnit_dagster.execution.process_run import same_interpreter
-
-    with folder.db() as db:
-        python = db.setting("context_python")
-    if not direct or not same_interpreter(python) or not folder.paths.context_file.exists():
-        yield None
-        return
-    from damnit_dagster.execution.fork_server import EvaluationServer
-
-    with EvaluationServer(folder.paths.root, folder.paths.context_file) as server:
-        yield server
-
-
-@contextlib.contextmanager
-def _slurm_array_ahead(folder: Folder, run_list: list[int], match, variables, data,
-                       ahead: bool):
-    """For a ``reprocess --slurm`` this command does itself: the job array, submitted
-    before anything imports Dagster (see :mod:`.reprocess.ahead`). Otherwise None."""
-    if not ahead:
-        yield None
-        return
-    from damnit_dagster.reprocess.ahead import submitted_ahead
-
-    sync_context(folder)   # the variables table knows the version the array evaluates
-    with submitted_ahead(folder.paths.root, run_list, match, variables, data) as array:
-        yield array
 
 
 def _reprocess(folder: Folder, run_list: list[int], match, variables, data, direct: bool,
