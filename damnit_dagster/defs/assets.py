@@ -110,6 +110,10 @@ def variable_spec(proposal: int, var: dict, parents: list[str], context_name: st
         partitions_def=runs_partitions(proposal))
 
 
+#: Seconds between the log entries of a step covering many runs.
+LOG_EVERY = 1.0
+
+
 def summarise(outcome: RunOutcome, names: list[str]) -> str:
     """``r7: 20 ok, 1 skipped, 2 failed`` for the log."""
     if outcome.error:
@@ -171,12 +175,19 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
                             evaluator=evaluator)
 
         def finished(outcomes):
+            # a line per run, gathered into one log entry per LOG_EVERY seconds: each
+            # entry is an event stored in the instance, as costly as a value's
+            lines, said = [], t0
             for i, (run, outcome) in enumerate(outcomes, 1):
                 yield from events_for_run(outcome, selected, variables, parents, key_of)
                 if outcome.error:
                     not_processed.append(f"r{run}: {outcome.error}")
-                context.log.info(f"{summarise(outcome, selected)} [{i}/{len(runs)} runs, "
-                                 f"{time.perf_counter() - t0:.1f} s]")
+                lines.append(summarise(outcome, selected))
+                now = time.perf_counter()
+                if i == len(runs) or now - said >= LOG_EVERY:
+                    context.log.info("\n".join(lines) + f" [{i}/{len(runs)} runs, "
+                                     f"{now - t0:.1f} s]")
+                    lines, said = [], now
 
         if bucket == LOCAL and run_tags.get(EXECUTOR) == "slurm":
             yield from finished(on_slurm(context, damnit, proposal, runs, path, selected, data,

@@ -16,15 +16,20 @@ which folds in the code of everything upstream, as Dagster's tags say.
 """
 from __future__ import annotations
 
+import functools
 import json
+import os
+import stat
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import h5py
 
 from context_loader.hdf5_names import PROVENANCE_GROUP
 from context_loader.stored import read_records
+
+#: Run files whose records are kept in memory while unchanged (a few KB each).
+RECORDS_CACHED = 4096
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,23 @@ class Versions:
 
 
 def stored_records(run_file) -> dict[str, dict]:
-    """The records in a run file, by name (none when the file does not exist)."""
-    if not Path(run_file).is_file():
+    """The records in a run file, by name (none when the file does not exist). A file
+    read before and not replaced since is not read again (``reprocess --stale`` reads
+    each run's records to find what is stale, then again when it stores the run)."""
+    try:
+        st = os.stat(run_file)
+    except FileNotFoundError:
         return {}
-    with h5py.File(run_file, "r", locking=False) as f:   # see context_loader.stored
+    if not stat.S_ISREG(st.st_mode):
+        return {}
+    return dict(_read_records(str(run_file), (st.st_ino, st.st_mtime_ns, st.st_size)))
+
+
+@functools.lru_cache(maxsize=RECORDS_CACHED)
+def _read_records(path: str, identity: tuple) -> dict[str, dict]:
+    """The records of the file at ``path`` as it is while ``identity`` (inode, mtime,
+    size) holds: a store replaces the file, so its identity changes."""
+    with h5py.File(path, "r", locking=False) as f:   # see context_loader.stored
         return read_records(f)
 
 
