@@ -17,9 +17,10 @@ of its upstream outputs is missing, so a proc variable depending on a raw one th
 skipped would silently skip every other proc variable of an ``all`` run. Within one
 step, our own code applies DAMNIT's rules per variable. A step evaluates the selected
 variables of each run in its partition range with one open of the run, stores them with
-one locked write and yields events (:mod:`.outcomes`). A ``reprocess --stale`` run (tag
-``damnit/inputs=stored``) and the proc pass read the saved inputs of what they compute
-from the run's file instead of computing them again.
+one locked write and yields events (:mod:`.outcomes`), which the project's event log
+writes together, per run. A ``reprocess --stale`` run (tag ``damnit/inputs=stored``) and
+the proc pass read the saved inputs of what they compute from the run's file instead of
+computing them again.
 
 A visible asset ``p{proposal}/context.py`` carries the state of the context file: which
 version is served and, if the current file is broken, its errors.
@@ -67,6 +68,7 @@ from damnit_dagster.execution.process_run import (
     evaluate_and_store,
 )
 from damnit_dagster.execution.slurm_array import SlurmArray
+from damnit_dagster.plugins.event_storage import stored_together
 from damnit_dagster.storage.provenance import Versions
 
 _TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
@@ -179,7 +181,8 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
             # entry is an event stored in the instance, as costly as a value's
             lines, said = [], t0
             for i, (run, outcome) in enumerate(outcomes, 1):
-                yield from events_for_run(outcome, selected, variables, parents, key_of)
+                with stored_together(context.instance):   # one run's events: all or none
+                    yield from events_for_run(outcome, selected, variables, parents, key_of)
                 if outcome.error:
                     not_processed.append(f"r{run}: {outcome.error}")
                 lines.append(summarise(outcome, selected))

@@ -1,23 +1,26 @@
 """Turn what happened to a run's variables into the Dagster events the UI shows.
 
-* A variable that produced a value: an ``AssetMaterialization`` of its partition with the
-  summary, units, title, the HDF5 path, its provenance (data source, host, the data
-  versions of its inputs) and, for images and figures, a small PNG preview.
-  It carries Dagster's provenance tags (code version, data versions of its inputs), so
-  the UI marks it stale when its code or an upstream variable's code changes.
+* A variable that produced a value: an ``AssetMaterialization`` of its partition with
+  what the UI cannot find elsewhere: the summary (for an image, where its PNG thumbnail is
+  in the run's HDF5 file, never the image itself), the HDF5 path and how long it took.
+  Title and units are the asset's own metadata. Its provenance (the record
+  ``/.provenance/<name>`` of the run file) shows as the data the run was opened with
+  (``raw`` or ``all``) and the host, and as Dagster's provenance tags (code version, data
+  versions of its inputs), so the UI marks it stale when its code or an upstream
+  variable's code changes; the event itself has the time and the Dagster run.
 * A variable that failed: a failed ``evaluation`` check (severity ERROR) on that
   partition, with the error text and class.
 * A variable that was skipped (``Skip``, a missing dependency, no proc data) or returned
   ``None``: a failed ``evaluation`` check with severity WARN, so it looks different from a
   failure. Neither has a materialization: the partition stays missing.
 
-Events are yielded, never outputs, so that one step can cover many runs (single-run
-backfills) and each run's partition gets exactly its own status.
+Every stored value's event is written twice (the run's log, the cross-run index), so
+each byte of metadata counts. Events are yielded, never outputs, so that one step can
+cover many runs (single-run backfills) and each run's partition gets exactly its own
+status.
 """
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Iterator
 
 import dagster as dg
@@ -37,9 +40,8 @@ from damnit_dagster.storage.values import PNG_MAGIC
 CHECK_NAME = "evaluation"
 #: ``error_cls`` of the checks of a run that could not be processed at all.
 RUN_ERROR = "RunError"
-#: PNG previews above this many bytes are shrunk (they are stored in every event).
-PREVIEW_MAX_BYTES = 48_000
-PREVIEW_MAX_SIDE = 160
+#: Where a value's summary is in its run's HDF5 file (a PNG thumbnail for images).
+SUMMARY_DATASET = "/.reduced/{name}"
 
 
 def provenance_tags(code_versions: dict[str, str], name: str, parents: list[str],
@@ -60,26 +62,14 @@ def provenance_tags(code_versions: dict[str, str], name: str, parents: list[str]
     return tags
 
 
-def png_markdown(png: bytes, title: str) -> str:
-    """Markdown showing a PNG inline (as a data URI), shrunk if large."""
-    if len(png) > PREVIEW_MAX_BYTES:
-        from PIL import Image
-
-        img = Image.open(io.BytesIO(png))
-        img.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
-        buf = io.BytesIO()
-        img.save(buf, format="PNG", optimize=False)  # 3x faster, ~5% larger
-        png = buf.getvalue()
-    return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
-
-
-def summary_metadata(summary, title: str) -> dict:
-    """Metadata entries for a stored summary value (as ``damnit.api`` decodes it)."""
+def summary_metadata(summary, name: str) -> dict:
+    """Metadata entries for a stored summary value (as ``damnit.api`` decodes it); for a
+    PNG thumbnail, the dataset holding it in the run's HDF5 file."""
     if summary is None:
         return {}
     if isinstance(summary, (bytes, bytearray)):
         if bytes(summary[:8]) == PNG_MAGIC:
-            return {"preview": dg.MetadataValue.md(png_markdown(bytes(summary), title))}
+            return {"preview": dg.MetadataValue.text(SUMMARY_DATASET.format(name=name))}
         return {"summary": dg.MetadataValue.text(f"<{len(summary)} bytes>")}
     if isinstance(summary, (bool, np.bool_)):
         return {"summary": dg.MetadataValue.bool(bool(summary))}
@@ -101,7 +91,7 @@ def check_evaluation(key: dg.AssetKey, partition: str, status: str, error: str |
     label = {ERROR: "failed", SKIPPED: "skipped", NONE: "returned None"}.get(status, status)
     description = (f"{label}: {error_cls}: {error}" if error_cls
                    else f"{label}: {error}" if error else label)
-    metadata = {"status": dg.MetadataValue.text(label)}
+    metadata = {}
     if error is not None:
         metadata["error"] = dg.MetadataValue.text(error)
     if error_cls is not None:
@@ -133,33 +123,17 @@ def events_for_run(outcome: RunOutcome, names: list[str], variables: dict[str, d
             yield check_evaluation(key, partition, status, report.get("error"),
                                    report.get("error_cls"))
             continue
-        var = variables[name]
-        metadata = {"run": dg.MetadataValue.int(outcome.run),
-                    "title": dg.MetadataValue.text(var.get("title") or name)}
-        metadata.update(summary_metadata(outcome.summaries.get(name), var.get("title") or name))
-        if var.get("units"):
-            metadata["units"] = dg.MetadataValue.text(str(var["units"]))
-        if report.get("duration") is not None:
-            metadata["duration_s"] = dg.MetadataValue.float(round(float(report["duration"]), 4))
+        metadata = summary_metadata(outcome.summaries.get(name), name)
         if outcome.hdf5_path is not None:
             metadata["hdf5"] = dg.MetadataValue.path(str(outcome.hdf5_path))
+        if report.get("duration") is not None:
+            metadata["duration_s"] = dg.MetadataValue.float(round(float(report["duration"]), 4))
         record = outcome.records.get(name) or {}
-        metadata.update(provenance_metadata(record))
+        if record.get("source"):   # the rest of the provenance is in the tags and the event
+            metadata["data_source"] = dg.MetadataValue.text(record["source"])
+        if record.get("host"):
+            metadata["host"] = dg.MetadataValue.text(record["host"])
         yield dg.AssetMaterialization(
             asset_key=key, partition=partition, metadata=metadata,
             tags=provenance_tags(code_versions, name, parents.get(name, []), key_of,
                                  record.get("inputs")))
-
-
-def provenance_metadata(record: dict) -> dict:
-    """A value's provenance record (``/.provenance/<name>`` of the run file) as metadata:
-    where it was computed, from which data, and the data versions of its inputs."""
-    metadata = {}
-    if record.get("source"):
-        metadata["data_source"] = dg.MetadataValue.text(
-            "raw" if record["source"] == "raw" else "raw+proc")
-    if record.get("host"):
-        metadata["host"] = dg.MetadataValue.text(record["host"])
-    if record.get("inputs"):
-        metadata["input_versions"] = dg.MetadataValue.json(record["inputs"])
-    return metadata

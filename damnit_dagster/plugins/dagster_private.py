@@ -32,11 +32,16 @@ NAMES: dict[str, tuple[str, str | None]] = {
                          "INDEX_SHARD_NAME"),
     "create_engine": ("dagster._core.storage.sql", "create_engine"),
     "SQLITE_BUSY_TIMEOUT_SECONDS": ("dagster._core.storage.sqlite", "SQLITE_BUSY_TIMEOUT_SECONDS"),
-    # the event log's tables, for retention (retention.py)
+    # the event log's tables, for retention (retention.py) and batches (event_rows.py)
     "SqlEventLogStorageTable": ("dagster._core.storage.event_log.schema",
                                 "SqlEventLogStorageTable"),
     "AssetCheckExecutionsTable": ("dagster._core.storage.event_log.schema",
                                   "AssetCheckExecutionsTable"),
+    "AssetKeyTable": ("dagster._core.storage.event_log.schema", "AssetKeyTable"),
+    "AssetEventTagsTable": ("dagster._core.storage.event_log.schema", "AssetEventTagsTable"),
+    "AssetCheckExecutionRecordStatus": ("dagster._core.storage.asset_check_execution_record",
+                                        "AssetCheckExecutionRecordStatus"),
+    "datetime_from_timestamp": ("dagster._time", "datetime_from_timestamp"),
     # the daemon's loops (daemon.py)
     "sensor_daemon": ("dagster._daemon.sensor", None),
     "daemon_controller": ("dagster._daemon.controller", None),

@@ -1,6 +1,9 @@
 """Materialising variables of mock runs on a real temporary Dagster instance."""
 
+import socket
+
 import dagster as dg
+import h5py
 import pytest
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.events import DagsterEventType
@@ -76,20 +79,31 @@ def test_one_run_writes_files_damnit_reads_and_ui_metadata(folder, instance):
     from damnit.api import Damnit
 
     path, make_defs = folder
-    result, mats, checks = run_job(make_defs(), instance, "all", 3)
+    defs = make_defs()
+    result, mats, checks = run_job(defs, instance, "all", 3)
     assert result.success
     assert set(mats) == {"xgm_intensity", "xgm_std", "scan_motor", "image", "det_mean"}
     db = Damnit(path)
     summary = mats["xgm_intensity"].metadata["summary"].value
     assert db[3, "xgm_intensity"].summary() == pytest.approx(summary)
-    assert mats["xgm_intensity"].metadata["units"].value == "uJ"
+    # title and units are shown with the asset, not repeated in every materialization
+    xgm = defs.resolve_asset_graph().get(dg.AssetKey(["p1234", "xgm_intensity"]))
+    assert (xgm.metadata["title"], xgm.metadata["units"]) == ("XGM intensity", "uJ")
+    assert set(mats["xgm_intensity"].metadata) == {"summary", "hdf5", "duration_s",
+                                                   "data_source", "host"}
+    # where it was computed and from which data: its provenance, beside the value
+    assert mats["xgm_intensity"].metadata["data_source"].value == "all"
+    assert mats["xgm_intensity"].metadata["host"].value == socket.gethostname()
     assert db[3, "xgm_std"].read() == pytest.approx(mats["xgm_std"].metadata["summary"].value)
     assert db[3, "scan_motor"].read() == mats["scan_motor"].metadata["summary"].value
     assert db[3, "det_mean"].read() == pytest.approx(3 * (64 * 32 - 1) / 2)
     assert db[3, "image"].read().shape == (64, 32)
-    preview = mats["image"].metadata["preview"].value
-    assert preview.startswith("![Image](data:image/png;base64,")
-    assert mats["image"].metadata["hdf5"].value.endswith("extracted_data/p1234_r3.h5")
+    # an image's preview stays in the run's file; the materialization says where
+    hdf5 = mats["image"].metadata["hdf5"].value
+    assert hdf5.endswith("extracted_data/p1234_r3.h5")
+    with h5py.File(hdf5, "r") as f:
+        png = f[mats["image"].metadata["preview"].value][()]
+    assert png.tobytes().startswith(b"\x89PNG\r\n\x1a\n")
     # the user's print and a header land in the run's process log
     log = (path / "process_logs" / "r3-p1234.out").read_text()
     assert "computing the XGM intensity" in log and "Processing r3 (p1234)" in log

@@ -3,8 +3,9 @@
 Two runs of a mock proposal are materialised on a real instance; then the real
 ``dagster-webserver`` serves the project's ``workspace.yaml`` for that folder and
 instance, and Debian's Chromium (driven by Playwright) opens the asset catalog, the
-lineage graph, a run partition's materialization and the failed/skipped variables' check
-results. Screenshots go to ``test-artifacts/ui/``. Needs ``scripts/install_browser.sh``.
+lineage graph, a run partition's materialization, an asset's overview and the
+failed/skipped variables' check results. Screenshots go to ``test-artifacts/ui/``. Needs
+``scripts/install_browser.sh``.
 """
 import os
 import re
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import pytest
 import requests
 
@@ -226,10 +228,10 @@ def shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-def metadata_value(page, label):
-    """The text of a metadata table's value cell for ``label`` (waits for it)."""
+def metadata_value(page, label, column=1):
+    """The text of a metadata table's value cell (``column``) for ``label`` (waits for it)."""
     row = page.locator("tr").filter(has=page.get_by_text(label, exact=True))
-    cell = row.first.locator("td").nth(1)
+    cell = row.first.locator("td").nth(column)
     cell.wait_for()
     return cell.inner_text().strip()
 
@@ -290,26 +292,28 @@ def test_lineage_graph_draws_the_annotated_dependencies(page):
     assert "done" in icons["xgm_std"] and not {"close", "warning_outline"} & icons["xgm_std"]
 
 
-def test_partition_shows_summary_value_and_image_preview(page, ui):
+def test_partition_shows_summary_value_and_where_the_image_preview_is(page, ui):
     from damnit.api import Damnit
 
     page.open("/assets/p1234/xgm_intensity?view=partitions&partition=3")
     summary = float(metadata_value(page, "summary"))
     shot(page, "partition_summary")
     assert summary == pytest.approx(Damnit(ui[1])[3, "xgm_intensity"].summary())
-    assert metadata_value(page, "units") == "uJ"
-    assert metadata_value(page, "title") == "XGM intensity"
+    run_file = metadata_value(page, "hdf5")
+    assert run_file.endswith("extracted_data/p1234_r3.h5")
     expect(page.get_by_text(f"Materialized ({len(RUNS)})")).to_be_visible()   # of 4 runs
 
+    # title and units are the asset's, shown with its latest value's metadata
+    page.open("/assets/p1234/xgm_intensity?view=overview")
+    assert metadata_value(page, "units", column=2) == "uJ"    # after a timestamp column
+    assert metadata_value(page, "title", column=2) == "XGM intensity"
+    shot(page, "asset_overview")
+
     page.open("/assets/p1234/image?view=partitions&partition=3")
-    assert metadata_value(page, "preview") == "[Show Markdown]"
-    page.get_by_text("[Show Markdown]").click()
-    preview = page.locator('.bp5-dialog img[src^="data:image/png"]')
-    preview.wait_for()
     shot(page, "partition_preview")
-    width, height = preview.evaluate("img => [img.naturalWidth, img.naturalHeight]")
-    assert width > 0 and height > 0                  # the PNG decoded and rendered
-    assert preview.get_attribute("alt") == "Detector image"
+    dataset = metadata_value(page, "preview")     # the thumbnail stays in the run's file
+    with h5py.File(Path(run_file).with_name("p1234_r3.h5"), "r") as f:
+        assert f[dataset][()].tobytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def check_result(page, variable):
@@ -326,7 +330,6 @@ def test_failed_variable_shows_its_error_and_class(page):
     shot(page, "failed_variable")
     assert metadata_value(page, "error") == "calibration constant missing for this run"
     assert metadata_value(page, "error_cls") == "ValueError"
-    assert metadata_value(page, "status") == "failed"
     assert tag.get_by_role("img").get_attribute("aria-label") == "cancel"    # red
     assert field_value(page, "Partition") == "3"                   # the newest failure
 

@@ -39,8 +39,9 @@ def test_backfills_are_made_as_the_ui_makes_them():
 
 def test_the_sqlite_event_log_internals_we_override_exist():
     storage = dagster_private.SqliteEventLogStorage
-    for name in ("_initdb", "_connect", "has_table", "store_event",
-                 "_has_asset_key_index_cols_on_connection"):
+    for name in ("_initdb", "_connect", "has_table", "store_event", "store_event_batch",
+                 "_has_asset_key_index_cols_on_connection", "_event_to_row",
+                 "_tags_for_asset_event"):
         assert callable(getattr(storage, name, None)), name
     assert isinstance(
         storage.supports_partition_subset_in_asset_materialization_planned_events, property)

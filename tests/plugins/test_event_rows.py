@@ -1,0 +1,119 @@
+"""Batches of events are written as exactly the rows Dagster's own SQLite event log writes
+for them one at a time: the webserver and the daemon read these tables, and a Dagster
+upgrade that changes what they hold must fail here."""
+import logging
+import sqlite3
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationPlanned,
+)
+from dagster._core.events import DagsterEvent, StepMaterializationData
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log import SqliteEventLogStorage
+
+from damnit_dagster.plugins.event_storage import KeptOpenSqliteEventLogStorage
+
+RUN_ID = "0123abcd-0000-0000-0000-000000000000"
+PARTITIONS = dg.StaticPartitionsDefinition(["1", "2"])
+#: Times set when a row or the database is made, not from the events.
+MADE_AT = {"create_timestamp", "update_timestamp", "migration_completed"}
+
+
+def entry(event_type, data=None, text="", t=None) -> EventLogEntry:
+    dagster_event = None if event_type is None else DagsterEvent(
+        event_type.value, job_name="all", event_specific_data=data, step_key="p1_local",
+        message=text, logging_tags={"job_name": "all", "step_key": "p1_local"})
+    return EventLogEntry(error_info=None, level=logging.DEBUG, user_message=text,
+                         run_id=RUN_ID, timestamp=t or time.time(), step_key="p1_local",
+                         job_name="all", dagster_event=dagster_event)
+
+
+def materialization(name, partition, t=None) -> EventLogEntry:
+    mat = dg.AssetMaterialization(
+        asset_key=["p1", name], partition=partition,
+        metadata={"summary": 1.5, "hdf5": dg.MetadataValue.path("/x/p1_r1.h5")},
+        tags={"dagster/code_version": "abc", "dagster/data_version": "abc",
+              "dagster/input_data_version/p1/a": "def",
+              "dagster/input_event_pointer/p1/a": "NULL"})
+    return entry(dg.DagsterEventType.ASSET_MATERIALIZATION, StepMaterializationData(mat),
+                 f"Materialized value p1 {name}.", t)
+
+
+def check(name, partition, severity) -> EventLogEntry:
+    evaluation = dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(["p1", name]), check_name="evaluation", passed=False,
+        partition=partition, severity=severity, description="skipped: no data",
+        metadata={"error": "no data"})
+    return entry(dg.DagsterEventType.ASSET_CHECK_EVALUATION, evaluation, "did not pass")
+
+
+def planned_check(name) -> EventLogEntry:
+    planned = AssetCheckEvaluationPlanned(
+        asset_key=dg.AssetKey(["p1", name]), check_name="evaluation",
+        partitions_subset=PARTITIONS.subset_with_partition_keys(["1"]))
+    return entry(dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED, planned)
+
+
+def tables(path: Path) -> dict[str, list]:
+    """Every row of every table of an SQLite file, without the times in ``MADE_AT``."""
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {name: [{k: row[k] for k in row.keys() if k not in MADE_AT}
+                       for row in conn.execute(f"SELECT * FROM {name} ORDER BY rowid")]
+                for name in names}
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def events():
+    """Before: a planned check and an earlier materialisation; then one run's batch."""
+    t = time.time()
+    before = [planned_check("b"), materialization("a", "2", t - 10)]
+    batch = [materialization("a", "1", t), check("b", "1", dg.AssetCheckSeverity.WARN),
+             check("c", "1", dg.AssetCheckSeverity.ERROR), materialization("d", "1", t),
+             entry(None, text="r1: 2 ok, 1 skipped, 1 failed")]
+    return before, batch
+
+
+def test_a_batch_writes_the_rows_dagster_writes_one_at_a_time(tmp_path, events):
+    before, batch = events
+    stock = SqliteEventLogStorage(str(tmp_path / "stock"))
+    ours = KeptOpenSqliteEventLogStorage(str(tmp_path / "ours"))
+    for event in before:
+        stock.store_event(event)
+        ours.store_event(event)
+    for event in batch:
+        stock.store_event(event)
+    with ours.stored_together():
+        for event in batch:
+            ours.store_event(event)
+        assert tables(tmp_path / "ours" / f"{RUN_ID}.db")["event_logs"] == \
+            tables(tmp_path / "stock" / f"{RUN_ID}.db")["event_logs"][:len(before)]
+    ours.dispose()
+    stock.dispose()
+    for shard in ("index.db", f"{RUN_ID}.db"):
+        expected, got = tables(tmp_path / "stock" / shard), tables(tmp_path / "ours" / shard)
+        assert got.keys() == expected.keys()
+        for name in expected:
+            assert got[name] == expected[name], (shard, name)
+    assert len(tables(tmp_path / "ours" / "index.db")["asset_check_executions"]) == 2
+
+
+def test_a_failed_scope_stores_none_of_its_events(tmp_path, events):
+    _, batch = events
+    ours = KeptOpenSqliteEventLogStorage(str(tmp_path))
+    with pytest.raises(RuntimeError), ours.stored_together():
+        ours.store_event(batch[0])
+        raise RuntimeError("step failed")
+    ours.store_event(batch[-1])   # outside the scope: stored at once
+    assert [r.event_log_entry.user_message for r in ours.get_records_for_run(RUN_ID).records] \
+        == [batch[-1].user_message]
+    assert ours.fetch_materializations(dg.AssetKey(["p1", "a"]), limit=5).records == []
+    ours.dispose()
