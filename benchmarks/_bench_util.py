@@ -16,8 +16,10 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
-#: The 25-variable context every benchmark evaluates.
-CONTEXT = REPO / "damnit_dagster" / "templates" / "context_25vars.py"
+#: The context file the benchmarks use: the 25-variable one, or ``$DAMNIT_BENCH_CONTEXT``
+#: (e.g. one written by ``cheap_context.py``).
+CONTEXT = Path(os.environ.get("DAMNIT_BENCH_CONTEXT")
+               or REPO / "damnit_dagster" / "templates" / "context_25vars.py")
 #: The project's venv (or whichever runs the benchmark): its ``bin`` folder.
 BIN = Path(sys.executable).parent
 #: The mock proposal ``compare_damnit.py`` reprocesses.

@@ -6,7 +6,7 @@ import os
 import statistics
 from typing import TYPE_CHECKING
 
-from _bench_util import PROPOSAL, MiB, folder_name
+from _bench_util import CONTEXT, PROPOSAL, MiB, folder_name
 from _damnit_baseline import DAMNIT_LATENCY
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def compare_report(results: dict, latency: dict | None, repeat: int, loads: list
     sources = ", ".join(sorted({r["floor"]["source"] for r in results.values()}))
     lines = [
         f"\nDAMNIT 0.4.0 vs damnit-dagster vs the in-process floor: mock proposal "
-        f"p{PROPOSAL}, the 25-variable context, {os.cpu_count()} cores\n",
+        f"p{PROPOSAL}, context {CONTEXT.name}, {os.cpu_count()} cores\n",
         table(results, latency),
         "\nthroughput = runs / wall time: DAMNIT = reprocess --direct + combiner now; ours = "
         "damnit-dagster reprocess with no backend (the command does the work, as DAMNIT's "

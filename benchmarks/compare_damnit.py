@@ -1,5 +1,6 @@
 """DAMNIT 0.4.0 side by side with our backend and the in-process floor, on the same mock
-proposal and the same 25-variable context (``damnit_dagster/templates/context_25vars.py``).
+proposal and the same 25-variable context (``damnit_dagster/templates/context_25vars.py``, or
+``$DAMNIT_BENCH_CONTEXT``: see ``cheap_context.py``).
 
 * **DAMNIT 0.4.0**, installed from PyPI into its own venv (``<workdir>/damnit-venv``,
   created once and reused): ``damnit init``, ``db-config context_python <that venv's

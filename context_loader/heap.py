@@ -17,9 +17,9 @@ import ctypes
 
 #: Allocations smaller than this come from the heap instead of their own mapping (glibc's
 #: largest ``M_MMAP_THRESHOLD``).
-HEAP_ALLOCATIONS_BELOW = 32 << 20
+HEAP_ALLOCATIONS_BELOW = 8 << 20
 #: Freed memory at the top of a heap kept for reuse instead of given back.
-KEPT_HEAP = 64 << 20
+KEPT_HEAP = 16 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # mallopt's parameters in glibc's malloc.h
 
 
