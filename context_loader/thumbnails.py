@@ -56,11 +56,19 @@ def figure2array(fig) -> np.ndarray:
 def plotly2png(figure) -> PNGData:
     """PNG of a plotly figure through kaleido, resized (LANCZOS) to a larger side of 300 px.
 
-    Needs kaleido and a Chrome/Chromium it can start; raises otherwise.
+    Needs kaleido and a Chrome/Chromium it can start; raises otherwise. A failure of the
+    browser's page is tried once more (kaleido's tab sometimes runs its script before its
+    page has loaded, on a busy machine).
     """
     from PIL import Image
 
-    img = Image.open(io.BytesIO(figure.to_image(format="png")))
+    try:
+        png = figure.to_image(format="png")
+    except ImportError:
+        raise
+    except Exception:
+        png = figure.to_image(format="png")
+    img = Image.open(io.BytesIO(png))
     largest = max(img.width, img.height)
     size = (int(img.width / largest * THUMBNAIL_SIZE), int(img.height / largest * THUMBNAIL_SIZE))
     img = img.resize(size, Image.Resampling.LANCZOS)
