@@ -274,7 +274,7 @@ def reprocess(folder: Folder, runs, match, variables, data, direct, stale, slurm
               submitted_ahead(folder.paths.root, run_list, match, variables, data,
                               wanted=slurm_ahead) as array):
             results = _reprocess(folder, run_list, match, variables, data, direct, server,
-                                 stale, executor, array)
+                                 stale, executor, array, synced=slurm_ahead)
     except KeyboardInterrupt:   # before its Dagster runs started (they say it themselves)
         from damnit_dagster.reprocess.results import RunResult
 
@@ -283,7 +283,7 @@ def reprocess(folder: Folder, runs, match, variables, data, direct, stale, slurm
 
 
 def _reprocess(folder: Folder, run_list: list[int], match, variables, data, direct: bool,
-               server, stale, executor: str, array) -> dict:
+               server, stale, executor: str, array, synced: bool) -> dict:
     import dagster as dg
 
     from damnit_dagster.reprocess.backfill import reprocess as run_backfill
@@ -292,8 +292,8 @@ def _reprocess(folder: Folder, run_list: list[int], match, variables, data, dire
 
     # Dagster's storages load first, while the server (if any) loads the context file
     with dg.DagsterInstance.get() as instance:
-        # like DAMNIT's --update-vars: the table knows every variable
-        sync_context(folder, describe=server.describe if server else None)
+        if not synced:   # like DAMNIT's --update-vars: the table knows every variable
+            sync_context(folder, describe=server.describe if server else None)
         work = (functools.partial(reprocess_direct, server=server, slurm_array=array)
                 if direct else run_backfill)
         if stale:
