@@ -86,7 +86,8 @@ def proposal_path(run):
 
 def evaluate_run(ctx: ContextFile, run, run_number: int, proposal: int, *,
                  mymdc: MyMdcClient | None = None, logger: logging.Logger | None = None,
-                 params: dict | None = None, on_done=None, inputs: dict | None = None) -> Results:
+                 params: dict | None = None, on_done=None, inputs: dict | None = None,
+                 start: float | None = None) -> Results:
     """Evaluate every variable of ``ctx`` (already selected) on ``run``.
 
     ``run`` is what the functions receive (an EXtra-data DataCollection, or any object
@@ -95,11 +96,12 @@ def evaluate_run(ctx: ContextFile, run, run_number: int, proposal: int, *,
     not run, as in DAMNIT). ``on_done(name, results)`` is called after each variable
     (``start_time`` first), with the results so far. ``inputs`` are values of variables
     not in ``ctx`` that its variables depend on (``None``: the variable returned None).
+    ``start`` is the run's start time when already known (else read from ``run``).
     """
     evaluation = _Evaluation(ctx, run, run_number, proposal, mymdc or NoMyMdcClient(),
                              logger or _log, params or {}, on_done)
     evaluation.values.update({n: v for n, v in (inputs or {}).items() if v is not None})
-    return evaluation.run()
+    return evaluation.run(start)
 
 
 def _as_variable_error(e: BaseException) -> BaseException:
@@ -122,8 +124,8 @@ class _Evaluation:
         self.results = Results()
         self.values: dict[str, object] = {}  # non-None results that dependents can use
 
-    def run(self) -> Results:
-        t = start_time(self.run_obj)
+    def run(self, start: float | None) -> Results:
+        t = start_time(self.run_obj) if start is None else start
         self.values["start_time"] = t
         self.results.cells["start_time"] = Cell(t)
         self.on_done("start_time", self.results)

@@ -18,7 +18,8 @@ from .evaluate import evaluate_run, open_run, proc_available
 from .fragment import FragmentWriter
 from .fragment import warm_up as warm_up_fragment_writer
 from .mymdc import MyMdcClient, proposal_client
-from .stored import plan
+from .run_use import reads_run
+from .stored import plan, stored_start_time
 from .variable import RunData
 
 _log = logging.getLogger(__name__)
@@ -110,11 +111,18 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
             proc_missing = [n for n in selected.vars if n not in raw_only.vars and n not in again]
             selected = raw_only
 
-    try:
-        run_obj, opened = open_run(proposal, run, open_as)
-    except Exception as e:
-        raise RunnerError(f"cannot open run {run} of proposal {proposal} "
-                          f"({run_data.value} data): {type(e).__name__}: {e}") from e
+    known_start = None
+    if stored is not None and not any(reads_run(v.func) for v in selected.vars.values()):
+        known_start = stored_start_time(inputs_from)
+    if known_start is not None:
+        run_obj, opened = None, "raw" if open_as is RunData.RAW else "all"
+        log.info("No variable to compute reads the run: not opening it")
+    else:
+        try:
+            run_obj, opened = open_run(proposal, run, open_as)
+        except Exception as e:
+            raise RunnerError(f"cannot open run {run} of proposal {proposal} "
+                              f"({run_data.value} data): {type(e).__name__}: {e}") from e
 
     report = {"proposal": proposal, "run": run, "data_opened": opened, "start_time": None,
               "proc_missing": proc_missing, "host": socket.gethostname(), "variables": {}}
@@ -148,7 +156,7 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
 
     try:
         evaluate_run(selected, run_obj, run, proposal, mymdc=mymdc or proposal_client(proposal),
-                     logger=log, on_done=on_done,
+                     logger=log, on_done=on_done, start=known_start,
                      inputs=stored.values if stored is not None else None)
         writer.close()
     except BaseException:

@@ -115,6 +115,14 @@ def read_value(run_file, name: str):
         return _read_plain(group)
 
 
+def stored_start_time(run_file) -> float | None:
+    """The run's start time stored in ``run_file``; None if it has none."""
+    try:
+        return float(read_value(run_file, "start_time"))
+    except (KeyError, OSError, TypeError, ValueError):
+        return None
+
+
 def read_inputs(run_file, names) -> tuple[dict[str, object], set[str]]:
     """(values, unusable names) of the saved variables ``names`` in ``run_file``: a value
     for each one stored with a result (``None`` when it returned ``None``), the others

@@ -192,19 +192,32 @@ class ForkedEvaluator:
             child["inputs_from"] = str(request.inputs_from)
         end = (self.server.evaluate(**child) if self.server is not None
                else evaluate_in_child(**child))
-        _copy_new_output(log, start, echo)
+        output = _new_output(log, start)
+        if echo is not None:
+            echo.write(output)
+            echo.flush()
         if end["exit"] == 0 and not end["timed_out"]:
             return Ended(ok=True)
         stopped = (self.limits.timed_out() if end["timed_out"]
                    else process_end(request.run, end["exit"], self.limits))
+        if end["exit"] > 0 and (error := _raised(output)):
+            stopped += f" ({error})"
         return Ended(ok=False, stopped=stopped, timed_out=end["timed_out"])
 
 
-def _copy_new_output(log: Path, start: int, echo) -> None:
-    """Show what the child appended to the process log in ``echo`` (Dagster's compute log)."""
-    if echo is None:
-        return
+def _new_output(log: Path, start: int) -> str:
+    """What the child appended to the process log."""
     with open(log, encoding="utf-8", errors="replace") as f:
         f.seek(start)
-        echo.write(f.read())
-    echo.flush()
+        return f.read()
+
+
+def _raised(output: str) -> str:
+    """``Type: message`` of the exception whose traceback ends ``output``, or ''."""
+    lines = output.rstrip().splitlines()
+    if len(lines) < 2 or not lines[-2].startswith(" "):
+        return ""
+    kind, sep, message = lines[-1].partition(": ")
+    if not sep or " " in kind:
+        return ""
+    return f"{kind.rpartition('.')[2]}: {message}"

@@ -257,3 +257,30 @@ def test_command_says_what_is_stale(stale_setup):
          "reprocess", "--stale", "all"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "nothing is stale: nothing recomputed" in proc.stdout
+
+
+def test_a_variable_computed_from_stored_inputs_alone_needs_no_run_data(stale_setup,
+                                                                        mock_proposal):
+    """Old runs' raw data may be gone (archived to tape): a stale variable that never
+    reads its run is still recomputed from the values its run file keeps, with the run's
+    start time unchanged; one that reads the run says it cannot open it."""
+    folder = stale_setup
+    with sqlite3.connect(folder / "runs.sqlite") as db:
+        start = db.execute("SELECT start_time FROM runs WHERE run = 1").fetchone()[0]
+    raw = mock_proposal.root / "MID" / "202501" / f"p{PROPOSAL:06d}" / "raw" / "r0001"
+    raw.rename(raw.with_name("r0001-archived"))
+    try:
+        edit(folder, 'return f"{lab}: {s + t.sum()}"', 'return f"{lab} = {s + t.sum()}"')
+        results, _ = stale(folder, "1")
+        assert results[1].ok == ["leaf"] and calls(folder) == ["leaf", "tmp"]
+        assert values(folder)[1, "leaf"] == "run 1 = 18.0"
+        with sqlite3.connect(folder / "runs.sqlite") as db:
+            assert db.execute("SELECT start_time FROM runs WHERE run = 1").fetchone()[0] \
+                == start
+
+        edit(folder, "    called(\"label\")\n    return f\"run {n}\"",
+             "    called(\"label\")\n    return f\"run {n} of {len(run.train_ids)} trains\"")
+        results, _ = stale(folder, "1")
+        assert not results[1].processed and "cannot open run 1" in results[1].run_error
+    finally:
+        raw.with_name("r0001-archived").rename(raw)
