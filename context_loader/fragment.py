@@ -28,7 +28,7 @@ import numpy as np
 import xarray as xr
 
 from .cells import Cell
-from .hdf5_names import DATAARRAY_NAME, DATAARRAY_VARIABLE, OBJTYPE_ATTR
+from .hdf5_names import DAMNIT_GROUPS, DATAARRAY_NAME, DATAARRAY_VARIABLE, OBJTYPE_ATTR
 from .optional_types import is_mpl_figure, is_pd_dataframe, is_pd_series, is_plotly_figure
 from .thumbnails import PNGData, figure2array, plotly_json_bytes
 
@@ -75,7 +75,7 @@ class FragmentWriter:
         self._cleared: list[str] = []
         self._file = h5py.File(self.partial, "w")
         self._file.attrs["provenance"] = provenance
-        for group in (".reduced", ".preview", ".errors"):
+        for group in DAMNIT_GROUPS:
             self._file.require_group(group)
         self._write_cleared()
 

@@ -6,6 +6,11 @@ fragments into run files both use."""
 OBJTYPE_ATTR = "_damnit_objtype"
 #: The kinds written as netCDF groups by h5netcdf.
 NETCDF_OBJTYPES = ("dataarray", "dataset")
+#: Groups of DAMNIT's layout: each variable's table summary, its preview, its error.
+SUMMARY_GROUP = ".reduced"
+PREVIEW_GROUP = ".preview"
+ERRORS_GROUP = ".errors"
+DAMNIT_GROUPS = (SUMMARY_GROUP, PREVIEW_GROUP, ERRORS_GROUP)
 #: Group holding each stored variable's provenance record (a JSON text per name).
 PROVENANCE_GROUP = ".provenance"
 #: How xarray names the variable and keeps the name of a DataArray written as a dataset.

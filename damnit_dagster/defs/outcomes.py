@@ -26,6 +26,7 @@ from collections.abc import Iterator
 import dagster as dg
 import numpy as np
 
+from context_loader.hdf5_names import SUMMARY_GROUP
 from damnit_dagster.execution.process_run import ERROR, NONE, OK, SKIPPED, RunOutcome
 from damnit_dagster.plugins.dagster_private import (  # Dagster's provenance tag names
     CODE_VERSION_TAG,
@@ -40,8 +41,6 @@ from damnit_dagster.storage.values import PNG_MAGIC
 CHECK_NAME = "evaluation"
 #: ``error_cls`` of the checks of a run that could not be processed at all.
 RUN_ERROR = "RunError"
-#: Where a value's summary is in its run's HDF5 file (a PNG thumbnail for images).
-SUMMARY_DATASET = "/.reduced/{name}"
 
 
 def provenance_tags(code_versions: dict[str, str], name: str, parents: list[str],
@@ -69,7 +68,7 @@ def summary_metadata(summary, name: str) -> dict:
         return {}
     if isinstance(summary, (bytes, bytearray)):
         if bytes(summary[:8]) == PNG_MAGIC:
-            return {"preview": dg.MetadataValue.text(SUMMARY_DATASET.format(name=name))}
+            return {"preview": dg.MetadataValue.text(f"/{SUMMARY_GROUP}/{name}")}
         return {"summary": dg.MetadataValue.text(f"<{len(summary)} bytes>")}
     if isinstance(summary, (bool, np.bool_)):
         return {"summary": dg.MetadataValue.bool(bool(summary))}

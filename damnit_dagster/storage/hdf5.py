@@ -26,10 +26,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from context_loader.hdf5_names import NETCDF_OBJTYPES, OBJTYPE_ATTR, PROVENANCE_GROUP
+from context_loader.hdf5_names import (
+    DAMNIT_GROUPS,
+    NETCDF_OBJTYPES,
+    OBJTYPE_ATTR,
+    PROVENANCE_GROUP,
+)
 from damnit_dagster.storage.values import PNG_MAGIC, ReducedValue
 
-DAMNIT_GROUPS = (".reduced", ".preview", ".errors")
 SPECIAL_GROUPS = (*DAMNIT_GROUPS, PROVENANCE_GROUP)
 CLEARED_ATTR = "cleared"
 _SCALE_ATTRS = {"CLASS", "NAME", "REFERENCE_LIST", "DIMENSION_LIST", "DIMENSION_LABELS"}
