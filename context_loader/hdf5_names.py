@@ -13,6 +13,9 @@ ERRORS_GROUP = ".errors"
 DAMNIT_GROUPS = (SUMMARY_GROUP, PREVIEW_GROUP, ERRORS_GROUP)
 #: Group holding each stored variable's provenance record (a JSON text per name).
 PROVENANCE_GROUP = ".provenance"
+#: Dataset holding all of a file's provenance records as one JSON object, written with
+#: them so that they are read in one go (disregarded unless it lists the same names).
+PROVENANCE_INDEX = ".provenance_index"
 #: How xarray names the variable and keeps the name of a DataArray written as a dataset.
 DATAARRAY_VARIABLE = "__xarray_dataarray_variable__"
 DATAARRAY_NAME = "__xarray_dataarray_name__"

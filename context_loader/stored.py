@@ -27,6 +27,7 @@ from .hdf5_names import (
     NETCDF_OBJTYPES,
     OBJTYPE_ATTR,
     PROVENANCE_GROUP,
+    PROVENANCE_INDEX,
 )
 
 #: Kinds of stored objects that cannot stand in for the original (figures as images).
@@ -49,11 +50,28 @@ class StoredInputs:
 
 
 def read_records(f: h5py.File) -> dict[str, dict]:
-    """The provenance records of an open run file, by variable name."""
+    """The provenance records of an open run file, by variable name: from its index when
+    that lists the same names as ``/.provenance``, else one by one."""
     group = f.get(PROVENANCE_GROUP)
     if not isinstance(group, h5py.Group):
         return {}
+    index = f.get(PROVENANCE_INDEX)
+    if isinstance(index, h5py.Dataset):
+        try:
+            records = json.loads(index.asstr()[()])
+        except (TypeError, ValueError):
+            records = None
+        if isinstance(records, dict) and records.keys() == set(group):
+            return records
     return {name: json.loads(ds.asstr()[()]) for name, ds in group.items()}
+
+
+def write_records_index(f: h5py.File, records: dict[str, dict]) -> None:
+    """Replace the index of ``f``'s provenance records with ``records`` (all of them)."""
+    if PROVENANCE_INDEX in f:
+        del f[PROVENANCE_INDEX]
+    if records:
+        f.create_dataset(PROVENANCE_INDEX, data=json.dumps(records))
 
 
 class _Unusable(Exception):

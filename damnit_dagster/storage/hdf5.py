@@ -31,7 +31,9 @@ from context_loader.hdf5_names import (
     NETCDF_OBJTYPES,
     OBJTYPE_ATTR,
     PROVENANCE_GROUP,
+    PROVENANCE_INDEX,
 )
+from context_loader.stored import read_records, write_records_index
 from damnit_dagster.storage.values import PNG_MAGIC, ReducedValue
 
 SPECIAL_GROUPS = (*DAMNIT_GROUPS, PROVENANCE_GROUP)
@@ -216,9 +218,11 @@ def merge_into_new_file(old_path, fragment_path, out_path) -> set[str]:
         for special in DAMNIT_GROUPS:   # as DAMNIT's files; .provenance only when used
             fout.require_group(special)
         if old_path is None:
+            write_records_index(fout, read_records(fout))
             return replaced
         copier = _Copier(fout)
         with h5py.File(old_path, "r") as fold:
+            records = _merged_records(fold, fout, replaced)
             for key in list(fout.attrs):
                 del fout.attrs[key]
             _copy_attrs(fold, fout)
@@ -228,9 +232,17 @@ def merge_into_new_file(old_path, fragment_path, out_path) -> set[str]:
                     for name in obj:
                         if name not in replaced:
                             copier.copy(fold, f"{key}/{name}")
-                elif key not in replaced:
+                elif key not in replaced and key != PROVENANCE_INDEX:
                     copier.copy(fold, key)
+        write_records_index(fout, records)
     return replaced
+
+
+def _merged_records(fold: h5py.File, ffrag: h5py.File, replaced: set[str]) -> dict:
+    """The provenance records of the merged file: the old file's, except the names the
+    fragment replaces, and the fragment's."""
+    return {**{n: r for n, r in read_records(fold).items() if n not in replaced},
+            **read_records(ffrag)}
 
 
 def _replaced_bytes(old_path, fragment_path) -> int:
@@ -259,6 +271,7 @@ def _patch(old_path, fragment_path, out_path) -> set[str]:
     shutil.copyfile(old_path, out_path)
     with h5py.File(out_path, "r+") as fout, h5py.File(fragment_path, "r") as ffrag:
         replaced = variable_names(ffrag) | cleared_names(ffrag)
+        records = _merged_records(fout, ffrag, replaced)
         for name in replaced:
             for path in (name, *(f"{g}/{name}" for g in SPECIAL_GROUPS)):
                 if path in fout:
@@ -270,8 +283,9 @@ def _patch(old_path, fragment_path, out_path) -> set[str]:
             if key in SPECIAL_GROUPS and isinstance(obj, h5py.Group):
                 for name in obj:
                     copier.copy(ffrag, f"{key}/{name}")
-            else:
+            elif key != PROVENANCE_INDEX:
                 copier.copy(ffrag, key)
+        write_records_index(fout, records)
     return replaced
 
 

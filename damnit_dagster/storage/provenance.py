@@ -11,8 +11,10 @@
 It is written into the fragment before the fragment is stored, so the value and its
 record always travel together (a variable stored again gets a new record, one stored by
 DAMNIT loses its record). ``runs.sqlite``'s ``provenance`` column keeps DAMNIT's meaning
-(``context.py`` for context file results). A value's data version is its code version,
-which folds in the code of everything upstream, as Dagster's tags say.
+(``context.py`` for context file results). ``/.provenance_index`` holds all of a file's
+records as one JSON object, rewritten with them by every store, so that finding what is
+stale reads one dataset per run instead of one per variable. A value's data version is
+its code version, which folds in the code of everything upstream, as Dagster's tags say.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 import h5py
 
 from context_loader.hdf5_names import PROVENANCE_GROUP
-from context_loader.stored import read_records
+from context_loader.stored import read_records, write_records_index
 
 #: Run files whose records are kept in memory while unchanged (a few KB each).
 RECORDS_CACHED = 4096
@@ -92,8 +94,10 @@ def add_records(fragment, records: dict[str, dict]) -> None:
     # Without HDF5's file lock: a child forked meanwhile by another thread would inherit
     # it and keep it, and the store that follows could not open the fragment.
     with h5py.File(fragment, "r+", locking=False) as f:
+        kept = read_records(f)
         group = f.require_group(PROVENANCE_GROUP)
         for name, record in records.items():
             if name in group:
                 del group[name]
             group.create_dataset(name, data=json.dumps(record))
+        write_records_index(f, {**kept, **records})

@@ -153,3 +153,37 @@ def test_same_result_as_damnits_combiner(tmp_path, order):
         load = xr.load_dataset
         xr.testing.assert_identical(load(theirs, group=name, engine="h5netcdf"),
                                     load(ours, group=name, engine="h5netcdf"))
+
+
+@pytest.mark.parametrize("patch_limit", [0, 1 << 30], ids=["rewrite", "patch"])
+def test_provenance_index_follows_every_merge(tmp_path, monkeypatch, patch_limit):
+    """The index of a run file's provenance records (read in one go by ``--stale``)
+    holds exactly the records of ``/.provenance`` after each merge, whichever way the
+    file is written; a file whose index lists other names is read record by record."""
+    import json
+
+    from context_loader.stored import read_records
+    from damnit_dagster.storage import hdf5
+    from damnit_dagster.storage.provenance import add_records
+
+    monkeypatch.setattr(hdf5, "PATCH_LIMIT", patch_limit)
+    run = tmp_path / "run.h5"
+    old = None
+    for i, names in enumerate([("a", "b", "c"), ("b",), ("c", "d")]):
+        fragment = frag(tmp_path / f"f{i}.h5", **{n: float(i) for n in names})
+        add_records(fragment, {n: {"code": f"{n}{i}"} for n in names})
+        out = tmp_path / f"run{i}.h5"
+        merge_into_new_file(old, fragment, out)
+        old = out
+    out.rename(run)
+
+    expected = {"a": {"code": "a0"}, "b": {"code": "b1"}, "c": {"code": "c2"},
+                "d": {"code": "d2"}}
+    with h5py.File(run, "r") as f:
+        assert json.loads(f[".provenance_index"].asstr()[()]) == expected
+        assert {n: json.loads(ds.asstr()[()]) for n, ds in f[".provenance"].items()} == expected
+        assert read_records(f) == expected
+    with h5py.File(run, "r+") as f:   # a record removed by another writer
+        del f[".provenance/a"]
+    with h5py.File(run, "r") as f:
+        assert read_records(f) == {n: r for n, r in expected.items() if n != "a"}
