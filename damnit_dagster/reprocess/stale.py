@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from context_loader.evaluate import proc_available
 from damnit_dagster.defs.context_source import load_context
 from damnit_dagster.defs.variables import lineage, saved_variables
+from damnit_dagster.execution.describe import describe_file
 from damnit_dagster.reprocess.direct import reprocess_direct
 from damnit_dagster.reprocess.results import RunResult
 from damnit_dagster.reprocess.selection import choose_variables, parse_runs
@@ -76,11 +77,13 @@ def stale_in_run(records: dict[str, dict], variables: list[dict], candidates,
     return stale
 
 
-def find_stale(damnit_dir, runs, match=(), variables=()) -> tuple[int, list[StaleRun]]:
-    """(proposal, what is stale in each of ``runs``). Raises :class:`StaleRefused` when
-    the context file does not load, ``ValueError`` for a bad selection."""
+def find_stale(damnit_dir, runs, match=(), variables=(),
+               describe=describe_file) -> tuple[int, list[StaleRun]]:
+    """(proposal, what is stale in each of ``runs``), the context file described by
+    ``describe`` if it was not before. Raises :class:`StaleRefused` when the context file
+    does not load, ``ValueError`` for a bad selection."""
     paths = DamnitPaths(damnit_dir)
-    snapshot = load_context(paths.root)
+    snapshot = load_context(paths.root, describe=describe)
     if snapshot.error is not None:
         raise StaleRefused(f"{paths.context_file} does not load, so nothing can be called "
                            f"stale; nothing was changed:\n{snapshot.error}")
@@ -127,7 +130,8 @@ def reprocess_stale(damnit_dir, runs, *, match=(), variables=(), data: str = "al
     """Recompute what is stale in ``runs`` in this process (``executor="slurm"``: in Slurm
     job arrays), telling ``say`` what and why first; returns the per-run results of the
     runs that had anything stale."""
-    _, found = find_stale(damnit_dir, runs, match, variables)
+    _, found = find_stale(damnit_dir, runs, match, variables,
+                          describe=server.describe if server is not None else describe_file)
     for line in describe_stale(found):
         say(line)
     groups: dict[tuple[str, ...], list[int]] = {}

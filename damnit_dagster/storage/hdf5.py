@@ -208,11 +208,12 @@ def merge_into_new_file(old_path, fragment_path, out_path) -> set[str]:
     fragment's objects are copied (:func:`_patch`): the same content, at a cost that
     does not grow with the rest of the run's variables.
     """
-    if old_path is not None and _replaced_bytes(old_path, fragment_path) <= PATCH_LIMIT:
-        return _patch(old_path, fragment_path, out_path)
+    with h5py.File(fragment_path, "r") as ffrag:
+        replaced = variable_names(ffrag) | cleared_names(ffrag)
+    if old_path is not None and _replaced_bytes(old_path, replaced) <= PATCH_LIMIT:
+        return _patch(old_path, fragment_path, out_path, replaced)
     shutil.copyfile(fragment_path, out_path)
     with h5py.File(out_path, "r+") as fout:
-        replaced = variable_names(fout) | cleared_names(fout)
         if CLEARED_ATTR in fout.attrs:
             del fout.attrs[CLEARED_ATTR]
         for special in DAMNIT_GROUPS:   # as DAMNIT's files; .provenance only when used
@@ -245,10 +246,8 @@ def _merged_records(fold: h5py.File, ffrag: h5py.File, replaced: set[str]) -> di
             **read_records(ffrag)}
 
 
-def _replaced_bytes(old_path, fragment_path) -> int:
-    """How many bytes of data the fragment's names hold in the old file."""
-    with h5py.File(fragment_path, "r") as ffrag:
-        replaced = variable_names(ffrag) | cleared_names(ffrag)
+def _replaced_bytes(old_path, replaced: set[str]) -> int:
+    """How many bytes of data the names ``replaced`` hold in the old file."""
     sizes = []
 
     def add(_, obj):
@@ -265,12 +264,12 @@ def _replaced_bytes(old_path, fragment_path) -> int:
     return sum(sizes)
 
 
-def _patch(old_path, fragment_path, out_path) -> set[str]:
-    """:func:`merge_into_new_file` from a copy of the old file: the fragment's names are
-    deleted from it (HDF5 reuses most of their space at once), its objects copied in."""
+def _patch(old_path, fragment_path, out_path, replaced: set[str]) -> set[str]:
+    """:func:`merge_into_new_file` from a copy of the old file: the fragment's names
+    (``replaced``) are deleted from it (HDF5 reuses most of their space at once), its
+    objects copied in."""
     shutil.copyfile(old_path, out_path)
     with h5py.File(out_path, "r+") as fout, h5py.File(fragment_path, "r") as ffrag:
-        replaced = variable_names(ffrag) | cleared_names(ffrag)
         records = _merged_records(fout, ffrag, replaced)
         for name in replaced:
             for path in (name, *(f"{g}/{name}" for g in SPECIAL_GROUPS)):
