@@ -123,7 +123,7 @@ def _serve(sock: socket.socket, damnit_dir: Path, context_path: Path) -> int:
     children run at once); after the first description, load the context file for
     evaluations and warm up the renderer."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C is for the command and the runs
-    from damnit_dagster.execution.describe import describe_file
+    from damnit_dagster.execution.describe import describe_file, file_sha
     from damnit_dagster.execution.forked import evaluate_in_child, load_for_evaluation
     from damnit_dagster.execution.limits import kill_group
 
@@ -158,9 +158,10 @@ def _serve(sock: socket.socket, damnit_dir: Path, context_path: Path) -> int:
             request = json.loads(line)
             if "describe" in request:
                 path = request["describe"]
-                if path not in described:
-                    described[path] = describe_file(Path(path), damnit_dir)
-                answer({"id": request["id"], "result": described[path]})
+                key = f"{path}@{file_sha(Path(path))}"   # an edited file is described again
+                if key not in described:
+                    described[key] = describe_file(Path(path), damnit_dir)
+                answer({"id": request["id"], "result": described[key]})
                 if len(described) == 1:  # the command now sets up Dagster: get warm meanwhile
                     try:
                         load_for_evaluation(context_path, damnit_dir)

@@ -57,6 +57,20 @@ def test_a_broken_context_file_is_described_with_its_problems(damnit_folder, moc
     assert "context.py:5: SyntaxError" in described["problems"][0]
 
 
+def test_an_edited_context_file_is_described_again(damnit_folder, mock_proposal):
+    """A server kept across edits (``reprocess --stale`` asks it for the code versions)
+    describes the file as it is now, not as it was first."""
+    folder = damnit_folder(CONTEXT.read_text(), proposal=mock_proposal.proposal).root
+    context = folder / "context.py"
+    with EvaluationServer(folder, context) as server:
+        before = {v["name"]: v for v in server.describe(context, folder)["variables"]}
+        context.write_text(context.read_text().replace("    return n\n",
+                                                       "    return n + 0\n", 1))
+        after = {v["name"]: v for v in server.describe(context, folder)["variables"]}
+    assert after["run_no"]["code_version"] != before["run_no"]["code_version"]
+    assert after == {v["name"]: v for v in describe_file(context, folder)["variables"]}
+
+
 def test_runs_are_not_processed_with_a_clear_error_when_the_server_died(damnit_folder,
                                                                         mock_proposal):
     folder = damnit_folder(CONTEXT, proposal=mock_proposal.proposal).root
