@@ -16,6 +16,11 @@ queries, so the webserver, the daemon and ``dagster`` CLI read it as before) wit
 * ``PRAGMA synchronous=NORMAL``: in WAL mode a commit no longer waits for an fsync. The
   database cannot be corrupted by it; an OS crash or power loss may lose the last
   events before it (an application crash loses nothing) — a fair trade for a log;
+* a new run's database file copied from an empty one that Dagster's own ``_initdb``
+  made once (``.empty-run-shard-dagster-<versions>.sqlite`` in the same folder, named for
+  the Dagster and SQLAlchemy versions and made again if missing or damaged), instead of
+  creating its tables and stamping its alembic revision for every run; a database that has
+  an alembic revision is used as it is, as Dagster does, without loading alembic's scripts;
 * schema checks answered once per process (Dagster asks before every asset event
   whether the tables and columns of optional features exist);
 * run-log watchers (the UI's live run view) woken by writes to the ``-wal`` file too,
@@ -46,14 +51,20 @@ belongs to, exactly where the default storage keeps the event logs.
 """
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import sqlite3
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext, suppress
+from pathlib import Path
 
 import sqlalchemy as db
 from dagster import EventLogEntry, Field, StringSource
+from dagster import __version__ as dagster_version
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
@@ -69,6 +80,21 @@ from damnit_dagster.plugins.event_rows import batchable, write_index_shard, writ
 
 #: Run shards kept open per process besides the index shard.
 OPEN_RUN_SHARDS = 8
+#: The name of a new run shard's template in the event log's folder, then its versions.
+TEMPLATE_PREFIX = ".empty-run-shard-dagster-"
+
+
+def _stamped(path: str, check: bool = False) -> bool:
+    """Whether the database at ``path`` has an alembic revision (all Dagster's ``_initdb``
+    asks of an existing database), and with ``check`` passes SQLite's quick check."""
+    try:
+        with closing(sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=rw", uri=True,
+                                     timeout=SQLITE_BUSY_TIMEOUT_SECONDS)) as conn:
+            if check and conn.execute("PRAGMA quick_check").fetchone() != ("ok",):
+                return False
+            return conn.execute("SELECT version_num FROM alembic_version").fetchone() is not None
+    except sqlite3.DatabaseError:
+        return False
 
 
 def _set_pragmas(dbapi_connection, _record) -> None:
@@ -113,14 +139,10 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         if engine is not None:
             self._engines.move_to_end(shard)
             return engine
-        conn_string = self.conn_string_for_shard(shard)
         if shard not in self._initialized_dbs:
-            init_engine = create_engine(conn_string, poolclass=NullPool,
-                                        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
-            self._initdb(init_engine)
-            init_engine.dispose()
+            self._init_shard(shard)
             self._initialized_dbs.add(shard)
-        engine = create_engine(conn_string, poolclass=StaticPool,
+        engine = create_engine(self.conn_string_for_shard(shard), poolclass=StaticPool,
                                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
                                              "check_same_thread": False})
         db.event.listen(engine, "connect", _set_pragmas)
@@ -129,6 +151,58 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         for old in runs_open[:-OPEN_RUN_SHARDS]:
             self._engines.pop(old).dispose()
         return engine
+
+    def _init_shard(self, shard: str) -> None:
+        """Make ``shard``'s database ready: a new run's is a copy of the template, one that
+        is stamped is taken as Dagster takes it, anything else goes through ``_initdb``."""
+        path = self.path_for_shard(shard)
+        if shard != INDEX_SHARD_NAME and not os.path.exists(path) and self._copy_template(path):
+            return
+        if _stamped(path):
+            return
+        self._initdb_at(self.conn_string_for_shard(shard))
+
+    def _initdb_at(self, conn_string: str) -> None:
+        """Dagster's own initialisation of the database at ``conn_string``."""
+        engine = create_engine(conn_string, poolclass=NullPool,
+                               connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+        self._initdb(engine)
+        engine.dispose()
+
+    def _copy_template(self, path: str) -> bool:
+        """Create the run shard at ``path`` as a copy of the template; False if it cannot
+        or if another process created the shard first."""
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        try:
+            shutil.copyfile(self._template(), tmp)
+            os.link(tmp, path)   # unlike a rename, never replaces a shard made meanwhile
+        except OSError:
+            return False
+        finally:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return True
+
+    def _template(self) -> str:
+        """The path of an empty run shard made by Dagster's ``_initdb``, made first if it is
+        missing or damaged. Its name carries the versions of Dagster and SQLAlchemy, which
+        define the schema, so an upgrade makes a new one (and deletes the old)."""
+        path = os.path.join(self._base_dir, f"{TEMPLATE_PREFIX}{dagster_version}-"
+                                            f"sqlalchemy-{db.__version__}.sqlite")
+        if _stamped(path, check=True):
+            return path
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        try:
+            self._initdb_at("sqlite:///" + os.path.abspath(tmp))
+            os.replace(tmp, path)
+        finally:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+        for old in glob.glob(os.path.join(glob.escape(self._base_dir), TEMPLATE_PREFIX + "*")):
+            if old != path and old.endswith(".sqlite"):
+                with suppress(FileNotFoundError):
+                    os.unlink(old)
+        return path
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:

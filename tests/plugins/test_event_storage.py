@@ -1,6 +1,7 @@
 """The kept-open SQLite event log: same files and answers as Dagster's, live watchers work."""
 import logging
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -165,3 +166,151 @@ def test_many_runs_keep_few_files_open(tmp_path):
     assert len(storage._engines) <= 9
     assert [e.user_message for e in storage.get_logs_for_run("run-0")] == ["event 0"]
     storage.dispose()
+
+
+def schema(path: Path) -> tuple:
+    """An SQLite file's tables, indexes and their SQL, its alembic revision, journal mode."""
+    conn = sqlite3.connect(path)
+    try:
+        return (conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master "
+                             "ORDER BY type, name").fetchall(),
+                conn.execute("SELECT version_num FROM alembic_version").fetchall(),
+                conn.execute("PRAGMA journal_mode").fetchone())
+    finally:
+        conn.close()
+
+
+def dagsters_shard(tmp_path) -> tuple:
+    """The schema of a run shard made by Dagster's own storage."""
+    stock = SqliteEventLogStorage(str(tmp_path / "stock"))
+    stock.store_event(user_message("run-stock", "first"))
+    stock.dispose()
+    return schema(tmp_path / "stock" / "run-stock.db")
+
+
+def counting_initdb(monkeypatch) -> list:
+    """Every call of Dagster's ``_initdb`` (alembic) from now on, by database path."""
+    calls = []
+    original = SqliteEventLogStorage._initdb
+
+    def initdb(self, engine, *args, **kwargs):
+        calls.append(Path(engine.url.database).name)
+        return original(self, engine, *args, **kwargs)
+
+    monkeypatch.setattr(SqliteEventLogStorage, "_initdb", initdb)
+    return calls
+
+
+def test_new_run_shards_are_copies_of_dagsters_empty_shard(tmp_path, monkeypatch):
+    """A run's shard is a copy of one empty shard made once by Dagster's ``_initdb``: same
+    tables, indexes, alembic revision and journal mode as Dagster's own; no alembic for
+    the runs after the first, in this process or another; the runs' events read back
+    through the instance and by the UI's GraphQL."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import EmptyWorkspaceTarget
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    expected = dagsters_shard(tmp_path)
+    home = project_home(tmp_path)
+    calls = counting_initdb(monkeypatch)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        first = dg.materialize([value], instance=instance, partition_key="1")
+        made = list(calls)
+        second = dg.materialize([value, positive], instance=instance, partition_key="2")
+        runs = home / "history" / "runs"
+        [template] = runs.glob(".empty-run-shard-*")
+        assert made[0] == "index.db" and len(made) == 2 and made[1].startswith(template.name)
+        assert calls == made
+        other = KeptOpenSqliteEventLogStorage(str(runs))
+        other.store_event(user_message("run-other", "from another process"))
+        other.dispose()
+        assert calls == made
+        for run_id in (first.run_id, second.run_id, "run-other"):
+            assert schema(runs / f"{run_id}.db") == expected, run_id
+        assert schema(template) == expected
+
+        logs = instance.all_logs(second.run_id)
+        assert [e.dagster_event_type for e in logs if e.is_dagster_event][-1] == \
+            dg.DagsterEventType.RUN_SUCCESS
+        assert sorted(instance.get_materialized_partitions(value.key)) == ["1", "2"]
+        with WorkspaceProcessContext(instance, EmptyWorkspaceTarget()) as context:
+            result = execute_dagster_graphql(context.create_request_context(), """
+                query($runId: ID!) { logsForRun(runId: $runId) {
+                    ... on EventConnection { events { __typename } } } }""",
+                                             {"runId": second.run_id})
+        types = [e["__typename"] for e in result.data["logsForRun"]["events"]]
+        assert "MaterializationEvent" in types and "ExecutionStepSuccessEvent" in types
+        assert len(types) == len(logs)
+
+
+def test_a_missing_or_damaged_template_is_made_again(tmp_path, monkeypatch):
+    """Without its template, or with a damaged one, the next new run's shard makes it again
+    with Dagster's ``_initdb``, and the run's shard is still Dagster's."""
+    expected = dagsters_shard(tmp_path)
+    storage = KeptOpenSqliteEventLogStorage(str(tmp_path / "ours"))
+    storage.store_event(user_message("run-1", "makes the template"))
+    [template] = (tmp_path / "ours").glob(".empty-run-shard-*")
+    calls = counting_initdb(monkeypatch)
+    template.unlink()
+    storage.store_event(user_message("run-2", "template missing"))
+    data = template.read_bytes()   # a table's page overwritten: alembic_version reads
+    template.write_bytes(data[:5 * 4096] + b"\xff" * 4096 + data[6 * 4096:])
+    storage.store_event(user_message("run-3", "template damaged"))
+    template.write_bytes(b"not a database" * 100)
+    storage.store_event(user_message("run-4", "template overwritten"))
+    assert len(calls) == 3 and all(n.startswith(template.name) for n in calls)
+    for run in ("run-1", "run-2", "run-3", "run-4"):
+        assert schema(tmp_path / "ours" / f"{run}.db") == expected, run
+        assert [e.user_message for e in storage.get_logs_for_run(run)] != []
+    assert schema(template) == expected
+    assert sorted(p.name for p in (tmp_path / "ours").iterdir() if ".tmp" in p.name) == []
+    storage.dispose()
+
+
+def test_a_shard_made_meanwhile_by_another_process_is_kept(tmp_path):
+    """A shard another process creates between our look and our copy keeps its events."""
+    storage = KeptOpenSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(user_message("run-0", "makes the template"))
+    make_template = storage._template
+
+    def template_while_another_creates_the_shard():
+        stock = SqliteEventLogStorage(str(tmp_path))
+        stock.store_event(user_message("run-1", "from the other process"))
+        stock.dispose()
+        return make_template()
+
+    storage._template = template_while_another_creates_the_shard
+    storage.store_event(user_message("run-1", "from ours"))
+    assert [e.user_message for e in storage.get_logs_for_run("run-1")] == [
+        "from the other process", "from ours"]
+    storage.dispose()
+
+
+def test_without_a_template_a_shard_is_made_by_dagster(tmp_path, monkeypatch):
+    """If no template can be made, a new run's shard is made by Dagster's ``_initdb``."""
+    expected = dagsters_shard(tmp_path)
+    storage = KeptOpenSqliteEventLogStorage(str(tmp_path / "ours"))
+    storage.store_event(user_message("run-1", "makes the template"))
+    [template] = (tmp_path / "ours").glob(".empty-run-shard-*")
+    template.unlink()
+    template.mkdir()   # neither a database nor replaceable by one
+    calls = counting_initdb(monkeypatch)
+    storage.store_event(user_message("run-2", "no template"))
+    assert calls[-1] == "run-2.db"
+    assert schema(tmp_path / "ours" / "run-2.db") == expected
+    assert [e.user_message for e in storage.get_logs_for_run("run-2")] == ["no template"]
+    storage.dispose()
+
+
+def test_a_template_of_another_dagster_version_is_replaced(tmp_path):
+    """A template named for other versions (before an upgrade) is neither used nor kept."""
+    base = tmp_path / "ours"
+    base.mkdir()
+    old = base / ".empty-run-shard-dagster-0.0.1-sqlalchemy-1.0.sqlite"
+    old.write_bytes(b"an old schema")
+    storage = KeptOpenSqliteEventLogStorage(str(base))
+    storage.store_event(user_message("run-1", "after the upgrade"))
+    storage.dispose()
+    [template] = base.glob(".empty-run-shard-*")
+    assert template != old and dg.__version__ in template.name
+    assert schema(base / "run-1.db") == dagsters_shard(tmp_path)
