@@ -19,11 +19,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-sync"]
 
 
-def pages(run_id: str, last_line: str) -> dict[str, tuple[str, str]]:
-    """{label: (path, what must be drawn)}: a Playwright selector, or for the run's page
-    the text of its last log line."""
+#: The pages measured, in order.
+PAGES = ("asset catalog", "an asset's partitions", "lineage of the group",
+         "a run's page: first log rows", "a run's page: its whole log")
+
+
+def pages(run_id: str, last_line: str | None) -> dict[str, tuple[str, str]]:
+    """{label: (path, what must be drawn)}: a Playwright selector, or ``text:`` and the
+    run's last log line (when that line is unique in the run)."""
     v0 = f'a[href="/assets/p{PROPOSAL}/v0"]'
-    return {
+    found = {
         "asset catalog": ("/assets", f'[class*="VirtualizedAssetRow_rowGrid"]:has({v0}) '
                                      ':text-matches("[0-9,]+ partitions")'),
         "an asset's partitions": (f"/assets/p{PROPOSAL}/v0?view=partitions",
@@ -32,17 +37,21 @@ def pages(run_id: str, last_line: str) -> dict[str, tuple[str, str]]:
         "lineage of the group": (f"/locations/damnit/asset-groups/p{PROPOSAL}",
                                  '[class*="AssetNode_minimalAssetNodeBox"][style*="green"]'
                                  ':has(:text-is("v0"))'),
-        # the log scrolls to its end
-        "the reprocess's run": (f"/runs/{run_id}", last_line),
+        "a run's page: first log rows": (f"/runs/{run_id}",
+                                         ':text-is("ASSET_MATERIALIZATION")'),
     }
+    if last_line is not None:   # the log view follows the end of what it has loaded
+        found["a run's page: its whole log"] = (f"/runs/{run_id}", f"text:{last_line}")
+    return found
 
 
-def last_log_line(home: Path, run_id: str) -> str:
-    """The start of the message of the Dagster run's last event, as its log shows it."""
+def last_log_line(home: Path, run_id: str) -> str | None:
+    """The start of the message of the Dagster run's last event, as its log shows it;
+    None if that event is an asset's (one of many alike, so it proves nothing)."""
     with sqlite3.connect(home / "history" / "runs" / f"{run_id}.db") as conn:
-        (event,) = conn.execute("SELECT event FROM event_logs ORDER BY id DESC "
-                                "LIMIT 1").fetchone()
-    return json.loads(event)["user_message"].splitlines()[0][:50]
+        event, asset_key = conn.execute("SELECT event, asset_key FROM event_logs "
+                                        "ORDER BY id DESC LIMIT 1").fetchone()
+    return None if asset_key else json.loads(event)["user_message"].splitlines()[0][:50]
 
 
 def ui_pages(folder: Path, home: Path, env: dict, work: Path, run_id: str,
@@ -79,8 +88,8 @@ def ui_pages(folder: Path, home: Path, env: dict, work: Path, run_id: str,
                 t0 = time.perf_counter()
                 try:
                     tab.goto(url + path, wait_until="commit", timeout=cap * 1000)
-                    drawn = (tab.get_by_text(selector) if name == "the reprocess's run"
-                             else tab.locator(selector))
+                    drawn = (tab.get_by_text(selector.removeprefix("text:"))
+                             if selector.startswith("text:") else tab.locator(selector))
                     drawn.first.wait_for(
                         state="visible", timeout=max(1.0, cap - (time.perf_counter() - t0))
                         * 1000)
