@@ -293,10 +293,12 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
             self._initialized_dbs.discard(run_id)
 
     def vacuum_index(self) -> None:
-        """Give the space of deleted records in the index shard back to the disk."""
+        """Give the space of deleted records in the index shard back to the disk (and
+        empty the ``-wal`` file, where VACUUM leaves a copy of the whole shard)."""
         with self._db_lock:
             with self._engine(INDEX_SHARD_NAME).connect() as conn:
                 conn.exec_driver_sql("VACUUM")
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _close_all(self) -> None:
         with self._db_lock:

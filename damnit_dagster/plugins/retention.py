@@ -35,6 +35,10 @@ KEPT_TYPES = (dg.DagsterEventType.ASSET_MATERIALIZATION.value,
               dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED.value)
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
             dg.DagsterRunStatus.CANCELED]
+#: Event ids per DELETE statement: SQLite caps the variables of a statement (32766 by
+#: default), and the Dagster run of a big reprocess holds the latest event of every
+#: variable and run it processed.
+DELETE_CHUNK = 10_000
 
 
 @dataclass
@@ -86,12 +90,15 @@ def trim(instance: dg.DagsterInstance, days: float, *,
             storage.remove_run_shard(run_id)
             done.deleted_runs += 1
         else:
-            with storage.index_connection() as conn:
-                done.events += conn.execute(table.delete().where(
-                    db.and_(table.c.run_id == run_id, table.c.id.notin_(keep)))).rowcount
-            with storage.run_connection(run_id) as conn:
-                done.events += conn.execute(table.delete().where(
-                    table.c.dagster_event_type.notin_(KEPT_TYPES))).rowcount
+            drop = sorted(ids - keep)
+            for i in range(0, len(drop), DELETE_CHUNK):
+                with storage.index_connection() as conn:
+                    done.events += conn.execute(table.delete().where(
+                        table.c.id.in_(drop[i:i + DELETE_CHUNK]))).rowcount
+            with storage.run_connection(run_id) as conn:   # log lines have no event type
+                done.events += conn.execute(table.delete().where(db.or_(
+                    table.c.dagster_event_type.is_(None),
+                    table.c.dagster_event_type.notin_(KEPT_TYPES)))).rowcount
             done.trimmed_runs += 1
         instance.compute_log_manager.delete_logs(prefix=[run_id])
     if done.events:
