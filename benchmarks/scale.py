@@ -321,10 +321,12 @@ def table(results: dict[int, dict], nvars: int, cap: float) -> str:
     for when in ("before", "after"):
         for name in PAGES:
             values = [results[n][f"ui_{when}"].get(name, "n/a") for n in ns]
-            ok = all(isinstance(v, float) and v < GOAL_UI_S for v in values if v != "n/a")
+            known = [v for v in values if v != "n/a"]
+            ok = all(isinstance(v, float) and v < GOAL_UI_S for v in known)
             row(f"UI {when} retention: {name} (s)",
                 [f"{v:.2f}" if isinstance(v, float) else f">{cap:g}" if v is None else v
-                 for v in values], "", f"< {GOAL_UI_S:g}", "yes" if ok else "NO")
+                 for v in values], "", f"< {GOAL_UI_S:g}",
+                "–" if not known else "yes" if ok else "NO")
     lines = ["\n".join(rows), "",
              "Trimmed: " + "; ".join(f"N = {n:,}: {results[n]['trimmed']}" for n in ns),
              "Load at the start of each N: " + "; ".join(f"N = {n:,}: {results[n]['load']}"
