@@ -31,6 +31,9 @@ NAMES: dict[str, tuple[str, str | None]] = {
     "INDEX_SHARD_NAME": ("dagster._core.storage.event_log.sqlite.sqlite_event_log",
                          "INDEX_SHARD_NAME"),
     "create_engine": ("dagster._core.storage.sql", "create_engine"),
+    # run and schedule storages (pooled_storage.py)
+    "SqliteRunStorage": ("dagster._core.storage.runs", "SqliteRunStorage"),
+    "SqliteScheduleStorage": ("dagster._core.storage.schedules", "SqliteScheduleStorage"),
     "SQLITE_BUSY_TIMEOUT_SECONDS": ("dagster._core.storage.sqlite", "SQLITE_BUSY_TIMEOUT_SECONDS"),
     # the event log's tables, for retention (retention.py) and batches (event_rows.py)
     "SqlEventLogStorageTable": ("dagster._core.storage.event_log.schema",
