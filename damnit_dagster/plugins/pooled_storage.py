@@ -102,8 +102,12 @@ def _once_found(check):
     return remembered
 
 
-class PooledSqliteRunStorage(SqliteRunStorage):
-    """:class:`SqliteRunStorage` with pooled connections and remembered schema checks."""
+class _Pooled:
+    """The pooled connections and remembered schema checks of a Dagster SQLite storage
+    (``_stock``), in ``_subdir`` of the instance's folder unless ``base_dir`` is given."""
+
+    _stock: type
+    _subdir: str
 
     def __init__(self, base_dir: str | None = None,
                  inst_data: ConfigurableClassData | None = None):
@@ -122,8 +126,8 @@ class PooledSqliteRunStorage(SqliteRunStorage):
 
     def register_instance(self, instance) -> None:
         if not self._conn_string:   # Dagster's from_local creates or checks the database
-            base_dir = self._base_dir or os.path.join(instance.root_directory, "history")
-            self._conn_string = SqliteRunStorage.from_local(base_dir)._conn_string
+            base_dir = self._base_dir or os.path.join(instance.root_directory, self._subdir)
+            self._conn_string = self._stock.from_local(base_dir)._conn_string
         super().register_instance(instance)
 
     @contextmanager
@@ -134,6 +138,12 @@ class PooledSqliteRunStorage(SqliteRunStorage):
     def dispose(self) -> None:
         self._pool.dispose()
         super().dispose()
+
+
+class PooledSqliteRunStorage(_Pooled, SqliteRunStorage):
+    """:class:`SqliteRunStorage` with pooled connections and remembered schema checks."""
+
+    _stock, _subdir = SqliteRunStorage, "history"
 
     has_run_stats_index_cols = _once_found(SqliteRunStorage.has_run_stats_index_cols)
     has_bulk_actions_selector_cols = _once_found(SqliteRunStorage.has_bulk_actions_selector_cols)
@@ -144,38 +154,10 @@ class PooledSqliteRunStorage(SqliteRunStorage):
     has_built_index = _once_found(SqliteRunStorage.has_built_index)
 
 
-class PooledSqliteScheduleStorage(SqliteScheduleStorage):
+class PooledSqliteScheduleStorage(_Pooled, SqliteScheduleStorage):
     """:class:`SqliteScheduleStorage` with pooled connections and remembered schema checks."""
 
-    def __init__(self, base_dir: str | None = None,
-                 inst_data: ConfigurableClassData | None = None):
-        self._base_dir = base_dir
-        self._pool = _ProcessPool()
-        self._schema_found: set[tuple] = set()
-        super().__init__("", inst_data)
-
-    @classmethod
-    def config_type(cls):
-        return {"base_dir": Field(StringSource, is_required=False)}
-
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):
-        return cls(inst_data=inst_data, **config_value)
-
-    def register_instance(self, instance) -> None:
-        if not self._conn_string:
-            base_dir = self._base_dir or os.path.join(instance.root_directory, "schedules")
-            self._conn_string = SqliteScheduleStorage.from_local(base_dir)._conn_string
-        super().register_instance(instance)
-
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        with self._pool.connect(self._conn_string) as conn:
-            yield conn
-
-    def dispose(self) -> None:
-        self._pool.dispose()
-        super().dispose()
+    _stock, _subdir = SqliteScheduleStorage, "schedules"
 
     has_instigators_table = _once_found(SqliteScheduleStorage.has_instigators_table)
     _has_instigators_table = _once_found(SqliteScheduleStorage._has_instigators_table)

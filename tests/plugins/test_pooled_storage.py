@@ -1,7 +1,6 @@
 """The pooled SQLite run and schedule storages: Dagster's files and answers, connections
 reused, safe across threads, transactions and forks."""
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -23,10 +22,22 @@ def answer():
     return 42
 
 
+POOLED = """
+run_storage:
+  module: damnit_dagster.plugins.pooled_storage
+  class: PooledSqliteRunStorage
+schedule_storage:
+  module: damnit_dagster.plugins.pooled_storage
+  class: PooledSqliteScheduleStorage
+"""
+
+
 def project_instance(tmp_path) -> dg.DagsterInstance:
+    """The project's instance (``dagster_home/dagster.yaml``) with the pooled storages."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copyfile(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    config = (REPO / "dagster_home" / "dagster.yaml").read_text()
+    (home / "dagster.yaml").write_text(config + POOLED)
     return dg.DagsterInstance.from_config(str(home))
 
 
