@@ -9,7 +9,8 @@ entry point wakes the sensor loop when an event is stored in the inbox (the door
 (:mod:`.wakeup`); between events the sensor loop passes every
 ``$DAMNIT_SENSOR_LOOP_SECONDS`` (default :data:`SENSOR_LOOP_SECONDS`, a catch-up path;
 :data:`POLL_LOOP_SECONDS` without a doorbell). It then runs the stock ``dagster-daemon``
-command with the same arguments; everything else is Dagster's. With the fork-server run launcher
+command with the same arguments; everything else is Dagster's. Before that, the run-retry
+daemon's cursors are set if missing (:func:`start_retry_cursors`). With the fork-server run launcher
 configured, its warm process is started here too (:func:`prewarm_run_workers`). An idle
 tick costs one gRPC call to the code
 server and one skipped-tick row (purged after a day, see ``retention`` in dagster.yaml).
@@ -47,9 +48,37 @@ def main() -> int:
         or (SENSOR_LOOP_SECONDS if doorbell else POLL_LOOP_SECONDS))
     daemon_controller.DEFAULT_DAEMON_INTERVAL_SECONDS = float(
         os.environ.get("DAMNIT_BACKFILL_LOOP_SECONDS") or BACKFILL_LOOP_SECONDS)
+    start_retry_cursors()
     prewarm_run_workers()
     sys.argv[0] = "dagster-daemon"
     return dagster_daemon_main()
+
+
+def start_retry_cursors() -> None:
+    """Where Dagster's run-retry daemon starts reading run failures, set before any run starts.
+
+    The retry daemon (``EventLogConsumerDaemon``) finds the runs to retry from a cursor in
+    the event log; when it has none, its first pass starts it at the log's end. A backend
+    killed in its first seconds, before that pass ended (a first batch runs within a
+    second of the start), would then on restart start past the failure that run
+    monitoring records for the killed run, and never retry it. Set here, the cursors exist
+    before the daemon can launch a run. Existing cursors are left as they are.
+    """
+    import dagster as dg
+
+    from damnit_dagster.plugins.dagster_private import event_log_consumer
+
+    if not os.environ.get("DAGSTER_HOME"):
+        return
+    with dg.DagsterInstance.get() as instance:
+        if not instance.run_retries_enabled:
+            return
+        keys = {event_log_consumer._create_cursor_key(t)
+                for t in event_log_consumer.DAGSTER_EVENT_TYPES}
+        missing = keys - set(instance.daemon_cursor_storage.get_cursor_values(keys))
+        if missing:
+            top = str(instance.event_log_storage.get_maximum_record_id() or 0)
+            instance.daemon_cursor_storage.set_cursor_values({k: top for k in missing})
 
 
 def prewarm_run_workers() -> None:

@@ -31,6 +31,8 @@ NAMES: dict[str, tuple[str, str | None]] = {
     "INDEX_SHARD_NAME": ("dagster._core.storage.event_log.sqlite.sqlite_event_log",
                          "INDEX_SHARD_NAME"),
     "create_engine": ("dagster._core.storage.sql", "create_engine"),
+    # the run-retry daemon's cursors, set before the daemon starts (daemon.py)
+    "event_log_consumer": ("dagster._daemon.auto_run_reexecution.event_log_consumer", None),
     # run and schedule storages (pooled_storage.py)
     "SqliteRunStorage": ("dagster._core.storage.runs", "SqliteRunStorage"),
     "SqliteScheduleStorage": ("dagster._core.storage.schedules", "SqliteScheduleStorage"),

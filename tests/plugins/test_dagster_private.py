@@ -59,3 +59,10 @@ def test_no_module_outside_the_plugins_imports_dagster_privates():
                  if private_import.search(p.read_text())
                  and p.parent != REPO / "damnit_dagster" / "plugins"]
     assert offenders == []
+
+
+def test_the_run_retry_cursors_we_set_are_the_ones_dagster_reads():
+    consumer = dagster_private.event_log_consumer
+    assert {consumer._create_cursor_key(t) for t in consumer.DAGSTER_EVENT_TYPES} == {
+        "EVENT_LOG_CONSUMER_CURSOR-PIPELINE_FAILURE", "EVENT_LOG_CONSUMER_CURSOR-PIPELINE_SUCCESS"}
+    assert "if cursor is None:" in inspect.getsource(consumer.EventLogConsumerDaemon.run_iteration)
