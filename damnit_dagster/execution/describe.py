@@ -42,7 +42,9 @@ def describe_file(path: Path, damnit_dir: Path, context_python: str | None = Non
         return _describe_subprocess(path, damnit_dir, context_python)
     from context_loader.contextfile import ContextFile
     from context_loader.errors import ContextFileErrors
+    from damnit_dagster.execution.science_import import import_science_stack
 
+    import_science_stack()
     try:
         ctx = ContextFile.from_path(path, damnit_dir)
         return {"ok": True, "variables": ctx.describe()}

@@ -72,6 +72,9 @@ DEFAULT_PRELOAD = (
 #: ``module:function`` the zygote calls once its modules are imported (if that module is):
 #: the renderer's warm-up, and the folder's context file loaded for the run workers.
 WARM_UPS = ("context_loader.runner:warm_up", "damnit_dagster.execution.forked:warm_up_folder")
+#: ``module:function`` the zygote calls before its preload: the science stack's first
+#: import, under the host-wide lock that code servers take too.
+FIRST_IMPORT = "damnit_dagster.execution.science_import:import_science_stack"
 
 
 def low_priority_nice(tags: Mapping[str, str]) -> int:
@@ -168,6 +171,11 @@ def _warm_up(instance_ref_json: str) -> None:
         instance.compute_log_manager  # noqa: B018 - imported and configured here
 
 
+def _call(hook: str) -> None:
+    module, function = hook.split(":")
+    getattr(importlib.import_module(module), function)()
+
+
 def zygote_main(request_fd: int, answer_fd: int, preload: Sequence[str]) -> None:
     """The zygote: import ``preload``, then fork a run worker per request line.
 
@@ -178,15 +186,15 @@ def zygote_main(request_fd: int, answer_fd: int, preload: Sequence[str]) -> None
     _FDS[:] = [request_fd, answer_fd]
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # a Ctrl-C is for the runs, not us
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)     # finished children are reaped by the kernel
+    _call(FIRST_IMPORT)
     for name in preload:
         try:
             importlib.import_module(name)
         except Exception as e:  # an optional module missing here: fork without it
             print(f"damnit_dagster.plugins.launcher: not preloading {name}: {e}", file=sys.stderr)
     for hook in WARM_UPS:  # what evaluations would load lazily, too
-        module, function = hook.split(":")
-        if module in sys.modules:
-            getattr(sys.modules[module], function)()
+        if hook.split(":")[0] in sys.modules:
+            _call(hook)
     requests, answers = os.fdopen(request_fd, "r"), os.fdopen(answer_fd, "w")
     first = requests.readline()
     if not first:

@@ -63,10 +63,6 @@ def host(tmp_path, data):
     env.update(HOME=str(tmp_path / "home"), EXTRA_DATA_DATA_ROOT=str(data),
                XFEL_DATA_ROOT=str(data), MPLBACKEND="Agg")
     (tmp_path / "home").mkdir()
-    # A first import of the science stack in a new HOME writes caches (pint's ~/.cache/pint,
-    # not atomically) that two backends starting at once race on: an open gap, named in
-    # benchmarks/results.md. The folders' HOME gets them before they start.
-    subprocess.run([sys.executable, "-c", "import extra"], env=env, check=True, timeout=300)
     folders = {}
     for proposal in PROPOSALS:
         folders[proposal] = tmp_path / f"p{proposal}"
