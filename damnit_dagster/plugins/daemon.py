@@ -10,10 +10,10 @@ entry point wakes the sensor loop when an event is stored in the inbox (the door
 ``$DAMNIT_SENSOR_LOOP_SECONDS`` (default :data:`SENSOR_LOOP_SECONDS`, a catch-up path;
 :data:`POLL_LOOP_SECONDS` without a doorbell). It then runs the stock ``dagster-daemon``
 command with the same arguments; everything else is Dagster's. Before that, the run-retry
-daemon's cursors are set if missing (:func:`start_retry_cursors`). With the fork-server run launcher
-configured, its warm process is started here too (:func:`prewarm_run_workers`). An idle
-tick costs one gRPC call to the code
-server and one skipped-tick row (purged after a day, see ``retention`` in dagster.yaml).
+daemon's cursors are set if missing (:func:`start_retry_cursors`), and with the fork-server
+run launcher configured its warm process is started (:func:`prewarm_run_workers`). An idle
+tick costs one gRPC call to the code server and one skipped-tick row (purged after a day,
+see ``retention`` in dagster.yaml).
 """
 from __future__ import annotations
 
@@ -48,13 +48,17 @@ def main() -> int:
         or (SENSOR_LOOP_SECONDS if doorbell else POLL_LOOP_SECONDS))
     daemon_controller.DEFAULT_DAEMON_INTERVAL_SECONDS = float(
         os.environ.get("DAMNIT_BACKFILL_LOOP_SECONDS") or BACKFILL_LOOP_SECONDS)
-    start_retry_cursors()
-    prewarm_run_workers()
+    if os.environ.get("DAGSTER_HOME"):
+        import dagster as dg
+
+        instance = dg.DagsterInstance.get()
+        start_retry_cursors(instance)
+        prewarm_run_workers(instance)
     sys.argv[0] = "dagster-daemon"
     return dagster_daemon_main()
 
 
-def start_retry_cursors() -> None:
+def start_retry_cursors(instance) -> None:
     """Where Dagster's run-retry daemon starts reading run failures, set before any run starts.
 
     The retry daemon (``EventLogConsumerDaemon``) finds the runs to retry from a cursor in
@@ -64,33 +68,23 @@ def start_retry_cursors() -> None:
     monitoring records for the killed run, and never retry it. Set here, the cursors exist
     before the daemon can launch a run. Existing cursors are left as they are.
     """
-    import dagster as dg
-
     from damnit_dagster.plugins.dagster_private import event_log_consumer
 
-    if not os.environ.get("DAGSTER_HOME"):
+    if not instance.run_retries_enabled:
         return
-    with dg.DagsterInstance.get() as instance:
-        if not instance.run_retries_enabled:
-            return
-        keys = {event_log_consumer._create_cursor_key(t)
-                for t in event_log_consumer.DAGSTER_EVENT_TYPES}
-        missing = keys - set(instance.daemon_cursor_storage.get_cursor_values(keys))
-        if missing:
-            top = str(instance.event_log_storage.get_maximum_record_id() or 0)
-            instance.daemon_cursor_storage.set_cursor_values({k: top for k in missing})
+    keys = {event_log_consumer._create_cursor_key(t)
+            for t in event_log_consumer.DAGSTER_EVENT_TYPES}
+    missing = keys - set(instance.daemon_cursor_storage.get_cursor_values(keys))
+    if missing:
+        top = str(instance.event_log_storage.get_maximum_record_id() or 0)
+        instance.daemon_cursor_storage.set_cursor_values({k: top for k in missing})
 
 
-def prewarm_run_workers() -> None:
+def prewarm_run_workers(instance) -> None:
     """With :class:`~damnit_dagster.plugins.launcher.ForkServerRunLauncher` configured, start its
     warm process now rather than at the first run."""
-    import dagster as dg
-
     from damnit_dagster.plugins.launcher import ForkServerRunLauncher
 
-    if not os.environ.get("DAGSTER_HOME"):
-        return
-    instance = dg.DagsterInstance.get()
     if isinstance(instance.run_launcher, ForkServerRunLauncher):
         instance.run_launcher.prewarm()
 

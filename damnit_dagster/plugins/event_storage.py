@@ -57,13 +57,12 @@ import shutil
 import sqlite3
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext, suppress
 from pathlib import Path
 
 import sqlalchemy as db
-from dagster import EventLogEntry, Field, StringSource
+from dagster import EventLogEntry
 from dagster import __version__ as dagster_version
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, StaticPool
@@ -77,6 +76,7 @@ from damnit_dagster.plugins.dagster_private import (
     create_engine,
 )
 from damnit_dagster.plugins.event_rows import batchable, write_index_shard, write_run_shard
+from damnit_dagster.plugins.process_engines import BaseDirConfigurable, ProcessEngines
 
 #: Run shards kept open per process besides the index shard.
 OPEN_RUN_SHARDS = 8
@@ -101,26 +101,16 @@ def _set_pragmas(dbapi_connection, _record) -> None:
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
-class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
+class KeptOpenSqliteEventLogStorage(BaseDirConfigurable, SqliteEventLogStorage):
     """:class:`SqliteEventLogStorage` reusing one open connection per database file."""
 
     def __init__(self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None):
         self._inst_data = inst_data
-        self._engines: OrderedDict[str, Engine] = OrderedDict()
-        self._engines_pid = os.getpid()
-        self._inherited: list[Engine] = []
+        self._engines = ProcessEngines()
         self._tables_seen: set[str] = set()
         self._deferred = threading.local()
         if base_dir is not None:
             super().__init__(base_dir, inst_data)
-
-    @classmethod
-    def config_type(cls):
-        return {"base_dir": Field(StringSource, is_required=False)}
-
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):
-        return cls(inst_data=inst_data, **config_value)
 
     def register_instance(self, instance) -> None:
         if not hasattr(self, "_base_dir"):   # no base_dir configured: the instance's own
@@ -130,14 +120,8 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
 
     def _engine(self, shard: str) -> Engine:
         """The open engine of ``shard`` (creating the database on first use)."""
-        if self._engines_pid != os.getpid():
-            # Forked: the parent's connections must be neither used nor closed here.
-            self._inherited.extend(self._engines.values())
-            self._engines = OrderedDict()
-            self._engines_pid = os.getpid()
         engine = self._engines.get(shard)
         if engine is not None:
-            self._engines.move_to_end(shard)
             return engine
         if shard not in self._initialized_dbs:
             self._init_shard(shard)
@@ -146,10 +130,10 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
                                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
                                              "check_same_thread": False})
         db.event.listen(engine, "connect", _set_pragmas)
-        self._engines[shard] = engine
-        runs_open = [s for s in self._engines if s != INDEX_SHARD_NAME]
+        self._engines.add(shard, engine)
+        runs_open = [s for s in self._engines.keys() if s != INDEX_SHARD_NAME]
         for old in runs_open[:-OPEN_RUN_SHARDS]:
-            self._engines.pop(old).dispose()
+            self._engines.close(old)
         return engine
 
     def _init_shard(self, shard: str) -> None:
@@ -281,9 +265,7 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         """Close and delete the database file of a deleted run (``instance.delete_run``
         empties it but leaves the file)."""
         with self._db_lock:
-            engine = self._engines.pop(run_id, None)
-            if engine is not None:
-                engine.dispose()
+            self._engines.close(run_id)
             path = self.path_for_shard(run_id)
             for suffix in ("", "-wal", "-shm"):
                 try:
@@ -302,9 +284,7 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
 
     def _close_all(self) -> None:
         with self._db_lock:
-            for engine in self._engines.values():
-                engine.dispose()
-            self._engines.clear()
+            self._engines.close_all()
 
     def wipe(self) -> None:
         self._close_all()   # the files are deleted: no connection may stay on them

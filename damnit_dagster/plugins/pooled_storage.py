@@ -39,7 +39,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dagster import Field, StringSource
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
@@ -50,6 +49,7 @@ from damnit_dagster.plugins.dagster_private import (
     SqliteScheduleStorage,
     create_engine,
 )
+from damnit_dagster.plugins.process_engines import BaseDirConfigurable, ProcessEngines
 
 #: Connections a pool keeps open (more are opened when needed, and closed after use).
 POOL_SIZE = 4
@@ -59,22 +59,17 @@ class _ProcessPool:
     """One pooled engine for a database, made again in a process forked from this one."""
 
     def __init__(self):
-        self._engine: Engine | None = None
-        self._pid = 0
-        self._inherited: list[Engine] = []
+        self._engines = ProcessEngines()
 
     def engine(self, conn_string: str) -> Engine:
-        if self._engine is not None and self._pid != os.getpid():
-            # Forked: the parent's connections must be neither used nor closed here.
-            self._inherited.append(self._engine)
-            self._engine = None
-        if self._engine is None:
-            self._engine = create_engine(
+        engine = self._engines.get(conn_string)
+        if engine is None:
+            engine = create_engine(
                 conn_string, poolclass=QueuePool, pool_size=POOL_SIZE, max_overflow=-1,
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
                               "check_same_thread": False})
-            self._pid = os.getpid()
-        return self._engine
+            self._engines.add(conn_string, engine)
+        return engine
 
     @contextmanager
     def connect(self, conn_string: str) -> Iterator[Connection]:
@@ -83,9 +78,7 @@ class _ProcessPool:
                 yield conn
 
     def dispose(self) -> None:
-        if self._engine is not None and self._pid == os.getpid():
-            self._engine.dispose()
-        self._engine = None
+        self._engines.close_all()
 
 
 def _once_found(check):
@@ -102,7 +95,7 @@ def _once_found(check):
     return remembered
 
 
-class _Pooled:
+class _Pooled(BaseDirConfigurable):
     """The pooled connections and remembered schema checks of a Dagster SQLite storage
     (``_stock``), in ``_subdir`` of the instance's folder unless ``base_dir`` is given."""
 
@@ -115,14 +108,6 @@ class _Pooled:
         self._pool = _ProcessPool()
         self._schema_found: set[tuple] = set()
         super().__init__("", inst_data)   # the database is opened with the instance
-
-    @classmethod
-    def config_type(cls):
-        return {"base_dir": Field(StringSource, is_required=False)}
-
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):
-        return cls(inst_data=inst_data, **config_value)
 
     def register_instance(self, instance) -> None:
         if not self._conn_string:   # Dagster's from_local creates or checks the database

@@ -26,15 +26,15 @@ def test_run_retries_read_failures_from_the_first_start_on(tmp_path, monkeypatch
         assert instance.run_retries_enabled
         assert dg.materialize([answer], instance=instance).success
         top = str(instance.event_log_storage.get_maximum_record_id())
-    start_retry_cursors()
     with dg.DagsterInstance.get() as instance:
+        start_retry_cursors(instance)
         cursors = instance.daemon_cursor_storage.get_cursor_values(KEYS)
         assert cursors == {k: top for k in KEYS}
         instance.daemon_cursor_storage.set_cursor_values(
             {"EVENT_LOG_CONSUMER_CURSOR-PIPELINE_FAILURE": "1"})   # the daemon moved it
         assert dg.materialize([answer], instance=instance).success
-    start_retry_cursors()
     with dg.DagsterInstance.get() as instance:
+        start_retry_cursors(instance)
         cursors = instance.daemon_cursor_storage.get_cursor_values(KEYS)
     assert cursors == {"EVENT_LOG_CONSUMER_CURSOR-PIPELINE_FAILURE": "1",
                        "EVENT_LOG_CONSUMER_CURSOR-PIPELINE_SUCCESS": top}

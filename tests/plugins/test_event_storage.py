@@ -163,7 +163,7 @@ def test_many_runs_keep_few_files_open(tmp_path):
     storage = KeptOpenSqliteEventLogStorage(str(tmp_path))
     for i in range(30):
         storage.store_event(user_message(f"run-{i}", f"event {i}"))
-    assert len(storage._engines) <= 9
+    assert len(list(storage._engines.keys())) <= 9
     assert [e.user_message for e in storage.get_logs_for_run("run-0")] == ["event 0"]
     storage.dispose()
 

@@ -22,23 +22,36 @@ def answer():
     return 42
 
 
-POOLED = """
+STOCK = """
 run_storage:
-  module: damnit_dagster.plugins.pooled_storage
-  class: PooledSqliteRunStorage
+  module: dagster._core.storage.runs
+  class: SqliteRunStorage
+  config: {{base_dir: {home}/history}}
+event_log_storage:
+  module: dagster._core.storage.event_log
+  class: SqliteEventLogStorage
+  config: {{base_dir: {home}/history/runs}}
 schedule_storage:
-  module: damnit_dagster.plugins.pooled_storage
-  class: PooledSqliteScheduleStorage
+  module: dagster._core.storage.schedules
+  class: SqliteScheduleStorage
+  config: {{base_dir: {home}/schedules}}
 """
 
 
 def project_instance(tmp_path) -> dg.DagsterInstance:
-    """The project's instance (``dagster_home/dagster.yaml``) with the pooled storages."""
+    """The project's instance (``dagster_home/dagster.yaml``, pooled storages)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    config = (REPO / "dagster_home" / "dagster.yaml").read_text()
-    (home / "dagster.yaml").write_text(config + POOLED)
+    (home / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())
     return dg.DagsterInstance.from_config(str(home))
+
+
+def stock_home(tmp_path, home) -> str:
+    """An instance of Dagster's own SQLite storages on the files of ``home``."""
+    stock = tmp_path / "stock_home"
+    stock.mkdir()
+    (stock / "dagster.yaml").write_text(STOCK.format(home=home))
+    return str(stock)
 
 
 def test_project_instance_keeps_runs_and_schedules_where_dagster_reads(tmp_path):
@@ -48,6 +61,7 @@ def test_project_instance_keeps_runs_and_schedules_where_dagster_reads(tmp_path)
         assert isinstance(instance.run_storage, PooledSqliteRunStorage)
         assert isinstance(instance.schedule_storage, PooledSqliteScheduleStorage)
         home = instance.root_directory
+        stock_root = stock_home(tmp_path, home)
         assert dg.materialize([answer], instance=instance).success
         reader = subprocess.run([sys.executable, "-c", f"""
 import dagster as dg
@@ -57,7 +71,8 @@ from dagster._core.storage.schedules import SqliteScheduleStorage
 runs = SqliteRunStorage.from_local({os.path.join(home, "history")!r})
 print([r.status.value for r in runs.get_runs()])
 SqliteScheduleStorage.from_local({os.path.join(home, "schedules")!r})
-stock = dg.DagsterInstance.from_config({home!r})
+stock = dg.DagsterInstance.from_config({stock_root!r})
+assert type(stock.run_storage) is SqliteRunStorage
 print(len(stock.get_runs()))
 dg.materialize([dg.asset(lambda: 1, name="other")], instance=stock)
 """], capture_output=True, text=True, timeout=120)
