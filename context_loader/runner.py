@@ -20,6 +20,7 @@ from .fragment import warm_up as warm_up_fragment_writer
 from .mymdc import MyMdcClient, proposal_client
 from .run_use import reads_run
 from .stored import plan, stored_start_time
+from .stored import warm_up as warm_up_stored_reader
 from .variable import RunData
 
 _log = logging.getLogger(__name__)
@@ -27,12 +28,14 @@ _log = logging.getLogger(__name__)
 
 def warm_up() -> None:
     """Prepare this process to fork evaluations: load, once, what evaluating a run loads
-    lazily (the fragment's netCDF writer, matplotlib's rendering, PNG encoding), so that
-    each forked child does not. Never raises: whatever fails here stays lazy."""
-    try:
-        warm_up_fragment_writer()
-    except Exception:
-        _log.debug("warming up the fragment writer failed", exc_info=True)
+    lazily (the fragment's netCDF writer, matplotlib's rendering, PNG encoding, the
+    netCDF reader of stored inputs), so that each forked child does not. Never raises:
+    whatever fails here stays lazy."""
+    for part in (warm_up_fragment_writer, warm_up_stored_reader):
+        try:
+            part()
+        except Exception:
+            _log.debug("warming up %s failed", part.__name__, exc_info=True)
 
 
 class RunnerError(RuntimeError):

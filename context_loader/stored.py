@@ -116,6 +116,25 @@ def _read_netcdf(f: h5py.File, name: str, kind: str):
     return obj
 
 
+def warm_up() -> None:
+    """Write a tiny DataArray as a fragment stores it, read it back as an input is read
+    and reduce it: the first time this runs in a process it finds xarray's backends and
+    initialises its indexes and reductions, so processes forked afterwards to recompute
+    stale variables from stored inputs start warm."""
+    import numpy as np
+    import xarray as xr
+
+    from .cells import Cell
+    from .fragment import _write_cell
+
+    array = xr.DataArray(np.arange(8.0), dims="trainId", coords={"trainId": np.arange(8)})
+    with h5py.File("warm-up-input.h5", "w", driver="core", backing_store=False) as f:
+        _write_cell(f, "warm_up", Cell(array))
+        stored = _read_netcdf(f, "warm_up", "dataarray")
+        stored.std()
+        stored.mean()
+
+
 def read_value(run_file, name: str):
     """The stored data of variable ``name`` in ``run_file``, as ``damnit.api``'s
     ``read()`` returns it (a figure as its image array, a Plotly figure as its JSON

@@ -309,15 +309,19 @@ def test_mymdc_arguments_use_the_proposals_credentials(mock_proposal, tmp_path):
 
 def test_warm_up_loads_what_evaluations_load_lazily_and_writes_no_file(tmp_path):
     """A process that forks evaluations warms up first, so each child does not import the
-    netCDF writer and matplotlib's renderer again."""
+    netCDF writer and matplotlib's renderer again, nor look for xarray's backends when it
+    reads a stored input."""
     lazy = ["h5netcdf", "matplotlib.backends.backend_agg", "matplotlib.font_manager",
             "PIL.PngImagePlugin"]
     code = ("import sys, json; from context_loader.runner import warm_up; "
             f"before = [m for m in {lazy!r} if m in sys.modules]; warm_up(); "
-            f"print(json.dumps([before, [m for m in {lazy!r} if m in sys.modules]]))")
+            "from xarray.backends.plugins import list_engines; "
+            f"print(json.dumps([before, [m for m in {lazy!r} if m in sys.modules], "
+            "list_engines.cache_info().currsize]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, check=True, env={**os.environ, "MPLBACKEND": "Agg",
                                                      "PYTHONPATH": str(REPO)}).stdout
-    before, after = json.loads(out)
+    before, after, engines_found = json.loads(out)
     assert before == [] and after == lazy
+    assert engines_found == 1
     assert list(tmp_path.iterdir()) == []
