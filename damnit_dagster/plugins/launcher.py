@@ -57,8 +57,10 @@ from damnit_dagster.plugins.dagster_private import (
 
 log = logging.getLogger(__name__)
 
-#: Niceness of the workers of low-priority runs (reprocessing next to live runs).
-LOW_PRIORITY_NICE = 5
+#: Niceness of the workers of low-priority runs (reprocessing next to live runs): the
+#: lowest, so that a live run's evaluation and store take the CPU whenever they need it;
+#: alone, a reprocess still gets every idle cycle.
+LOW_PRIORITY_NICE = 19
 #: Run tag holding ``"<pid>:<start time>"`` of the run's worker process.
 WORKER_TAG = "damnit/worker"
 #: What the zygote imports before forking (a module that fails to import is skipped).
