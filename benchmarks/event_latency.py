@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -103,9 +104,12 @@ class Reprocessing:
             time.sleep(3)   # its backfill's runs are under way before the next event
 
     def stop(self) -> None:
+        """Ctrl-C, as a user would: the command cancels its backfill and waits for its
+        runs to stop (a terminated command would leave the backfill running in the
+        backend, next to the burst that follows)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(60)
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(120)
 
 
 def idle_cpu(pid: int, seconds: float = 30) -> float:
