@@ -36,18 +36,29 @@ CONTEXT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("attempt", range(4))
-def test_processes_starting_together_in_a_fresh_home_all_load_the_context(tmp_path, attempt):
+@pytest.fixture
+def fresh_home(tmp_path, monkeypatch):
+    """(HOME without caches, a DAMNIT folder whose context imports ``extra``, the
+    environment of processes in that HOME)."""
     home = tmp_path / "home"
     home.mkdir()
     folder = tmp_path / "amore"
     folder.mkdir()
     (folder / "context.py").write_text(CONTEXT)
+    monkeypatch.setenv("HOME", str(home))
     env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
-    env["HOME"] = str(home)
-    procs = [subprocess.Popen([sys.executable, "-c", DESCRIBE, str(folder), str(i)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(8)]
+    return home, folder, env
+
+
+def describing(folder, env, i):
+    return subprocess.Popen([sys.executable, "-c", DESCRIBE, str(folder), str(i)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_processes_starting_together_in_a_fresh_home_all_load_the_context(fresh_home, attempt):
+    home, folder, env = fresh_home
+    procs = [describing(folder, env, i) for i in range(8)]
     deadline = time.monotonic() + 120
     while len(list(folder.glob("ready-*"))) < len(procs) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -60,24 +71,17 @@ def test_processes_starting_together_in_a_fresh_home_all_load_the_context(tmp_pa
     assert (home / ".cache" / "pint").is_dir()
 
 
-def test_the_first_import_waits_for_another_process_holding_the_host_lock(tmp_path, monkeypatch):
+def test_the_first_import_waits_for_another_process_holding_the_host_lock(fresh_home):
     from filelock import FileLock
 
     from damnit_dagster.execution.science_import import import_lock_path
 
-    home = tmp_path / "home"
-    home.mkdir()
-    folder = tmp_path / "amore"
-    folder.mkdir()
-    (folder / "context.py").write_text(CONTEXT)
+    home, folder, env = fresh_home
     (folder / "go").touch()
-    monkeypatch.setenv("HOME", str(home))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
     lock_path = import_lock_path()
     lock_path.parent.mkdir(parents=True)
     with FileLock(lock_path):
-        proc = subprocess.Popen([sys.executable, "-c", DESCRIBE, str(folder), "0"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = describing(folder, env, 0)
         while not (folder / "ready-0").exists() and proc.poll() is None:
             time.sleep(0.05)
         time.sleep(3)
