@@ -32,16 +32,27 @@ def import_lock_path() -> Path:
 def import_science_stack(modules=RACY_MODULES) -> None:
     """Import ``modules`` (those installed and not yet imported) under the host lock.
 
-    A module that fails to import is left for the user's code to meet and report.
+    A module that fails to import is left for the user's code to meet and report; when
+    the lock cannot be taken (no writable cache folder), the modules are imported without
+    it, as they would be anyway.
     """
     missing = [m for m in modules if m not in sys.modules and importlib.util.find_spec(m)]
     if not missing:
         return
     lock_path = import_lock_path()
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(lock_path):
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_path)
+        lock.acquire()
+    except OSError as e:
+        log.warning("Importing %s without the lock %s: %s", ", ".join(missing), lock_path, e)
+        lock = None
+    try:
         for name in missing:
             try:
                 importlib.import_module(name)
             except Exception as e:  # noqa: BLE001 - reported when the user's code imports it
                 log.warning("Importing %s failed: %s: %s", name, type(e).__name__, e)
+    finally:
+        if lock is not None:
+            lock.release()

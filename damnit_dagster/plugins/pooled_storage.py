@@ -55,32 +55,6 @@ from damnit_dagster.plugins.process_engines import BaseDirConfigurable, ProcessE
 POOL_SIZE = 4
 
 
-class _ProcessPool:
-    """One pooled engine for a database, made again in a process forked from this one."""
-
-    def __init__(self):
-        self._engines = ProcessEngines()
-
-    def engine(self, conn_string: str) -> Engine:
-        engine = self._engines.get(conn_string)
-        if engine is None:
-            engine = create_engine(
-                conn_string, poolclass=QueuePool, pool_size=POOL_SIZE, max_overflow=-1,
-                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
-                              "check_same_thread": False})
-            self._engines.add(conn_string, engine)
-        return engine
-
-    @contextmanager
-    def connect(self, conn_string: str) -> Iterator[Connection]:
-        with self.engine(conn_string).connect() as conn:
-            with conn.begin():
-                yield conn
-
-    def dispose(self) -> None:
-        self._engines.close_all()
-
-
 def _once_found(check):
     """A schema check (``has_*``) that, once true, stays true in this process."""
     @functools.wraps(check)
@@ -105,7 +79,7 @@ class _Pooled(BaseDirConfigurable):
     def __init__(self, base_dir: str | None = None,
                  inst_data: ConfigurableClassData | None = None):
         self._base_dir = base_dir
-        self._pool = _ProcessPool()
+        self._engines = ProcessEngines()   # one pooled engine, made again after a fork
         self._schema_found: set[tuple] = set()
         super().__init__("", inst_data)   # the database is opened with the instance
 
@@ -115,13 +89,24 @@ class _Pooled(BaseDirConfigurable):
             self._conn_string = self._stock.from_local(base_dir)._conn_string
         super().register_instance(instance)
 
+    def _engine(self) -> Engine:
+        engine = self._engines.get(self._conn_string)
+        if engine is None:
+            engine = create_engine(
+                self._conn_string, poolclass=QueuePool, pool_size=POOL_SIZE, max_overflow=-1,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+                              "check_same_thread": False})
+            self._engines.add(self._conn_string, engine)
+        return engine
+
     @contextmanager
     def connect(self) -> Iterator[Connection]:
-        with self._pool.connect(self._conn_string) as conn:
-            yield conn
+        with self._engine().connect() as conn:
+            with conn.begin():
+                yield conn
 
     def dispose(self) -> None:
-        self._pool.dispose()
+        self._engines.close_all()
         super().dispose()
 
 

@@ -90,3 +90,16 @@ def test_the_first_import_waits_for_another_process_holding_the_host_lock(fresh_
     out, err = proc.communicate(timeout=120)
     assert json.loads(out)["ok"], err
     assert (home / ".cache" / "pint").is_dir()
+
+
+def test_a_lock_that_cannot_be_taken_does_not_stop_the_context_loading(fresh_home):
+    """The lock is a precaution: where it cannot be taken, the context loads without it."""
+    from damnit_dagster.execution.science_import import import_lock_path
+
+    home, folder, env = fresh_home
+    import_lock_path().parent.parent.mkdir(parents=True)
+    import_lock_path().parent.write_text("not a folder")
+    (folder / "go").touch()
+    out, err = describing(folder, env, 0).communicate(timeout=120)
+    assert json.loads(out)["ok"], err
+    assert "without the lock" in err
