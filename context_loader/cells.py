@@ -190,14 +190,16 @@ class Cell:
     def max_diff(self):
         """``|nanmax - nanmin|`` (float64) of a numeric array of 2+ elements, else None.
 
-        As in DAMNIT 0.4.0, bool arrays are not numeric and get None. The GUI shows a cell
+        As in DAMNIT 0.4.0, bool arrays are not numeric and get None; nor do durations
+        (timedelta64 counts as a number to numpy, but its spread is no float, and DAMNIT
+        0.4.0 then stores no summary at all). The GUI shows a cell
         in bold by default when this exceeds 1e-9.
         """
         a = self.data
         if is_pd_series(a):
             a = a.to_numpy()
         if (isinstance(a, (np.ndarray, xr.DataArray)) and a.size > 1
-                and np.issubdtype(a.dtype, np.number)):
+                and np.issubdtype(a.dtype, np.number) and a.dtype.kind != "m"):
             a = np.asarray(a)
             return np.abs(np.subtract(np.nanmax(a), np.nanmin(a)), dtype=np.float64)
         return None

@@ -19,6 +19,7 @@ from io import BytesIO
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from .contextfile import ContextFile
 from .hdf5_names import (
@@ -97,14 +98,82 @@ def _read_plain(group: h5py.Group):
     return dset[()]
 
 
-def _read_netcdf(f: h5py.File, name: str, kind: str):
-    """A DataArray or Dataset, as ``xr.load_dataarray``/``load_dataset`` of the group."""
+#: Attributes h5netcdf keeps for itself: the dimension scales and netCDF-4's ids.
+_NETCDF_INTERNAL = frozenset({"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME",
+                              "_Netcdf4Coordinates", "_Netcdf4Dimid", "_nc3_strict",
+                              "_NCProperties"})
+#: How netCDF-4 names the scale of a dimension that has no coordinate variable.
+_DIMENSION_ONLY = b"This is a netCDF dimension but not a netCDF variable"
+
+
+class _NotPlain(Exception):
+    """A netCDF group holds something the direct reader leaves to h5netcdf."""
+
+
+def _plain_attrs(attrs) -> dict:
+    """HDF5 attributes as h5netcdf gives them to xarray (one-element arrays unpacked),
+    for the kinds a stored value's attributes usually have: text and numbers."""
+    out = {}
+    for key, value in attrs.items():
+        if key in _NETCDF_INTERNAL:
+            continue
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.ndim == 1:
+            value = value[0] if len(value) == 1 else value
+        elif not isinstance(value, str) and not (isinstance(value, np.generic)
+                                                 and value.dtype.kind in "biuf"):
+            raise _NotPlain(key)
+        out[key] = value
+    return out
+
+
+def _read_netcdf_direct(group: h5py.Group):
+    """The netCDF group of a stored DataArray or Dataset read with h5py and decoded by
+    xarray's ``decode_cf``, as ``xr.open_dataset`` gives it for numeric variables without
+    h5netcdf's per-variable lookups. Raises :class:`_NotPlain` for anything else (text
+    variables, nested groups, attribute kinds h5netcdf converts otherwise)."""
+    import xarray as xr
+
+    datasets, dim_names = {}, {}
+    for name, dset in group.items():
+        if not isinstance(dset, h5py.Dataset) or dset.dtype.kind not in "biuf":
+            raise _NotPlain(name)
+        datasets[name] = dset
+        if dset.attrs.get("CLASS") == b"DIMENSION_SCALE":
+            dim_names[int(dset.attrs["_Netcdf4Dimid"])] = name
+    variables = {}
+    for name, dset in datasets.items():
+        attrs = dset.attrs
+        if attrs.get("CLASS") == b"DIMENSION_SCALE":
+            if attrs["NAME"].startswith(_DIMENSION_ONLY):
+                continue
+            dims = (name,)
+        elif dset.ndim == 0:
+            dims = ()
+        else:
+            ids = attrs.get("_Netcdf4Coordinates")
+            if ids is None or len(ids) != dset.ndim:
+                raise _NotPlain(name)
+            dims = tuple(dim_names[int(i)] for i in ids)
+        variables[name] = xr.Variable(dims, dset[()], _plain_attrs(attrs))
+    return xr.decode_cf(xr.Dataset(variables, attrs=_plain_attrs(group.attrs)))
+
+
+def _read_netcdf_h5netcdf(f: h5py.File, name: str):
+    """The netCDF group ``name`` as ``xr.load_dataset`` of it reads it."""
     import h5netcdf
     import xarray as xr
     from xarray.backends import H5NetCDFStore
 
     with h5netcdf.File(f, "r") as nf:
-        obj = xr.open_dataset(H5NetCDFStore(nf, group=name, mode="r")).load()
+        return xr.open_dataset(H5NetCDFStore(nf, group=name, mode="r")).load()
+
+
+def _read_netcdf(f: h5py.File, name: str, kind: str):
+    """A DataArray or Dataset, as ``xr.load_dataarray``/``load_dataset`` of the group."""
+    try:
+        obj = _read_netcdf_direct(f[name])
+    except (_NotPlain, KeyError, ValueError, TypeError):
+        obj = _read_netcdf_h5netcdf(f, name)
     if kind == "dataarray":
         (array,) = obj.data_vars.values()
         if DATAARRAY_NAME in obj.attrs:
@@ -120,8 +189,8 @@ def warm_up() -> None:
     """Write a tiny DataArray as a fragment stores it, read it back as an input is read
     and reduce it: the first time this runs in a process it finds xarray's backends and
     initialises its indexes and reductions, so processes forked afterwards to recompute
-    stale variables from stored inputs start warm."""
-    import numpy as np
+    stale variables from stored inputs start warm (both readers: h5netcdf's for the
+    values the direct one leaves to it)."""
     import xarray as xr
 
     from .cells import Cell
@@ -130,6 +199,7 @@ def warm_up() -> None:
     array = xr.DataArray(np.arange(8.0), dims="trainId", coords={"trainId": np.arange(8)})
     with h5py.File("warm-up-input.h5", "w", driver="core", backing_store=False) as f:
         _write_cell(f, "warm_up", Cell(array))
+        _read_netcdf_h5netcdf(f, "warm_up")
         stored = _read_netcdf(f, "warm_up", "dataarray")
         stored.std()
         stored.mean()

@@ -173,6 +173,7 @@ def test_max_diff():
     assert Cell(np.array([5.0])).max_diff() is None
     assert Cell(3.0).max_diff() is None
     assert Cell(np.array([True, False])).max_diff() is None
+    assert Cell(np.arange(3) * np.timedelta64(1, "s")).max_diff() is None
     assert Cell("abc").max_diff() is None
 
 

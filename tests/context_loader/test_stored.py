@@ -62,3 +62,56 @@ def test_the_plan_reads_saved_inputs_and_recomputes_transient_ones(tmp_path):
     stored = plan(ctx, {"leaf"}, path)
     assert set(stored.compute.vars) == {"t", "fig", "leaf"}
     assert stored.again == {"t", "fig"} and stored.values == {"a": 1.0}
+
+
+def _stored_objects():
+    """DataArrays and Datasets of the kinds contexts return, stored as fragments store
+    them: numbers of each kind, coordinates with and without values, times, text."""
+    trains = np.arange(10000, 10005, dtype=np.uint64)
+    base = xr.DataArray(np.linspace(0, 1, 5, dtype=np.float32), dims="trainId",
+                        coords={"trainId": trains}, attrs={"units": "µJ"})
+    times = np.datetime64("2026-12-02T10:00", "ns") + np.arange(5) * np.timedelta64(1, "s")
+    return {
+        "xgm": base,
+        "named": base.rename("xgm"),
+        "named_like_coord": base.rename("trainId"),
+        "no_coords": xr.DataArray(np.arange(6, dtype=np.int16).reshape(2, 3)),
+        "scalar": xr.DataArray(np.float64(2.5), attrs={"n": 3, "ratios": [0.5, 0.25]}),
+        "aux_coord": base.assign_coords(step=("trainId", np.arange(5) // 2)),
+        "with_nan": base.where(base > 0.3),
+        "booleans": base > 0.5,
+        "ints": xr.DataArray(np.arange(5, dtype=np.int64), dims="trainId",
+                             coords={"trainId": trains}),
+        "times": xr.DataArray(np.arange(5.0), dims="time", coords={"time": times}),
+        "durations": xr.DataArray(np.arange(5) * np.timedelta64(1_000_000, "ns"), dims="i"),
+        "text_coord": xr.DataArray([1.0, 2.0], dims="m", coords={"m": ["a", "b"]}),
+        "text_attrs": base.assign_attrs(labels=["x", "y"], note="plain"),
+        "dataset": xr.Dataset({"xgm": base, "n": ("trainId", np.arange(5))},
+                              attrs={"source": "SA1_XTD2_XGM/XGM/DOOCS"}),
+    }
+
+
+def test_netcdf_values_read_directly_are_those_xarray_reads(tmp_path):
+    """The direct reader of stored DataArrays and Datasets (faster than h5netcdf's) gives
+    what ``xr.load_dataarray``/``load_dataset`` give, dtypes included, and leaves to
+    h5netcdf what it does not handle (text)."""
+    from context_loader.stored import _NotPlain, _read_netcdf_direct, _read_netcdf_h5netcdf
+
+    objects = _stored_objects()
+    path = run_file(tmp_path, objects)
+    values, unusable = read_inputs(path, objects)
+    assert not unusable
+    direct = set()
+    with h5py.File(path, "r") as f:
+        for name, obj in objects.items():
+            xr.testing.assert_identical(values[name], obj)
+            try:
+                fast = _read_netcdf_direct(f[name])
+            except _NotPlain:
+                continue
+            direct.add(name)
+            slow = _read_netcdf_h5netcdf(f, name)
+            xr.testing.assert_identical(fast, slow)
+            assert {k: v.dtype for k, v in fast.variables.items()} == \
+                {k: v.dtype for k, v in slow.variables.items()}
+    assert direct == set(objects) - {"text_coord", "text_attrs"}
