@@ -34,7 +34,13 @@ from damnit_dagster.plugins.dagster_private import (
     ASSET_PARTITION_RANGE_START_TAG,
     make_new_run_id,
 )
-from damnit_dagster.reprocess.results import Progress, ResultCollector, RunResult
+from damnit_dagster.reprocess.results import (
+    INTERRUPTED,
+    Progress,
+    ResultCollector,
+    RunResult,
+    interrupted,
+)
 from damnit_dagster.reprocess.selection import announce_queued, selection
 from damnit_dagster.storage.database import DamnitDB
 from damnit_dagster.storage.layout import DamnitPaths
@@ -84,21 +90,40 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
                 plan.extend((job, keys, r, make_new_run_id()) for r in ranges)
         key = f"reprocess-{uuid.uuid4()}"
         gui = announce_queued(paths, proposal, run_list, key, data)
+        executed, stopped = [], False
         with _Watcher(paths, proposal, run_list, progress, poll):
-            for job, keys, (first, last), run_id in plan:
-                job.execute_in_process(
-                    instance=instance, asset_selection=keys, run_id=run_id,
-                    raise_on_error=False,
-                    tags={ASSET_PARTITION_RANGE_START_TAG: first,
-                          ASSET_PARTITION_RANGE_END_TAG: last, tags.TRIGGER: TRIGGER,
-                          tags.DATA: data, tags.PROCESSING: key, tags.EXECUTOR: executor,
-                          **extra_tags},
-                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+            try:
+                for job, keys, (first, last), run_id in plan:
+                    executed.append(run_id)
+                    result = job.execute_in_process(
+                        instance=instance, asset_selection=keys, run_id=run_id,
+                        raise_on_error=False,
+                        tags={ASSET_PARTITION_RANGE_START_TAG: first,
+                              ASSET_PARTITION_RANGE_END_TAG: last, tags.TRIGGER: TRIGGER,
+                              tags.DATA: data, tags.PROCESSING: key, tags.EXECUTOR: executor,
+                              **extra_tags},
+                        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+                    if _was_interrupted(result):   # Ctrl-C: the next runs do not start
+                        stopped = True
+                        break
+            except KeyboardInterrupt:   # Ctrl-C between two Dagster runs
+                stopped = True
         gui.flush(timeout=2.0)
-        return ResultCollector(proposal, run_list).update(instance, [p[3] for p in plan])
+        results = ResultCollector(proposal, run_list).update(instance, executed)
+        for result in results.values():
+            if stopped and not result.names() and result.run_error is None:
+                result.run_error = INTERRUPTED
+        return results
     finally:
         if own_instance:
             instance.dispose()
+
+
+def _was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """True when Ctrl-C stopped the Dagster run of ``result`` (Dagster absorbs the
+    interrupt and records it as the run's failure)."""
+    return any(interrupted(event.job_failure_data.error)
+               for event in result.all_events if event.is_run_failure)
 
 
 class _Watcher:

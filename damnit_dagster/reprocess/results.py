@@ -42,6 +42,16 @@ class Progress:
     backfill_id: str
 
 
+#: Why a run was not processed when its Dagster run or step was interrupted.
+INTERRUPTED = "interrupted (Ctrl-C, or its Dagster run was terminated)"
+
+
+def interrupted(error) -> bool:
+    """True when a Dagster event's error (or None) is an interrupt (SIGINT)."""
+    return error is not None and error.cls_name in {"DagsterExecutionInterruptedError",
+                                                    "KeyboardInterrupt"}
+
+
 class ResultCollector:
     """Per-run results, read from the materialization and check events of Dagster runs.
 
@@ -50,7 +60,7 @@ class ResultCollector:
     """
 
     _TYPES = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION,
-              DagsterEventType.STEP_FAILURE}
+              DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE}
 
     def __init__(self, proposal: int, runs: list[int]):
         self.prefix = group_name(proposal)
@@ -77,10 +87,20 @@ class ResultCollector:
         user = data.user_failure_data
         if user is not None and user.description:
             reason = user.description
-        elif data.error is not None and data.error.cls_name == "DagsterExecutionInterruptedError":
-            reason = "interrupted (Ctrl-C, or its Dagster run was terminated)"
+        elif interrupted(data.error):
+            reason = INTERRUPTED
         else:
             reason = data.error.message.strip() if data.error else "the step failed"
+        self._not_processed(reason)
+
+    def _run_failed(self, event) -> None:
+        """A Dagster run failed outside its steps (e.g. Ctrl-C between them): its runs
+        without any result were not processed."""
+        error = event.job_failure_data.error
+        self._not_processed(INTERRUPTED if interrupted(error)
+                            else (event.message or "its Dagster run failed").strip())
+
+    def _not_processed(self, reason: str) -> None:
         for result in self.results.values():
             if not result.names() and result.run_error is None:
                 result.run_error = reason
@@ -92,6 +112,9 @@ class ResultCollector:
     def _add(self, event) -> None:
         if event.is_step_failure:
             self._step_failed(event)
+            return
+        if event.is_run_failure:
+            self._run_failed(event)
             return
         if event.is_step_materialization:
             mat = event.step_materialization_data.materialization
@@ -122,8 +145,9 @@ def report(results: dict[int, RunResult], no_data: list[int],
     lines, not_processed = [], list(no_data)
     run_errors: dict[str, list[int]] = {}   # one line per reason, naming its runs
     for run, result in sorted(results.items()):
-        if result.run_error is not None:
-            run_errors.setdefault(result.run_error.splitlines()[0], []).append(run)
+        if result.run_error is not None or not result.names():
+            reason = result.run_error or "no result came back (see the Dagster run's logs)"
+            run_errors.setdefault(reason.splitlines()[0], []).append(run)
         else:
             for name, error in sorted(result.failed.items()):
                 lines.append(f"r{run} {name}: {error.splitlines()[0] if error else 'failed'}")
