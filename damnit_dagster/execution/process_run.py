@@ -24,7 +24,7 @@ from damnit_dagster.execution import process_log
 from damnit_dagster.execution.evaluator import Evaluator, ExecutionError, Request, evaluate
 from damnit_dagster.storage.database import DamnitDB
 from damnit_dagster.storage.layout import DamnitPaths
-from damnit_dagster.storage.provenance import Versions, add_records, new_records, stored_records
+from damnit_dagster.storage.provenance import Versions, new_records, stored_records
 from damnit_dagster.storage.writer import store_fragment
 
 #: Per-variable statuses reported by the runner.
@@ -120,8 +120,8 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
         outcome.proc_missing = list(report.get("proc_missing") or ())
         if versions is not None:
             outcome.records = new_records(report, versions, stored_records(run_file))
-            add_records(evaluation.fragment, outcome.records)
-        outcome.summaries = store_fragment(paths.root, proposal, run, evaluation.fragment)
+        outcome.summaries = store_fragment(paths.root, proposal, run, evaluation.fragment,
+                                           records=outcome.records)
         gui.run_values_updated(proposal, run, outcome.summaries)
     except Exception as e:  # the run cannot be opened, the file cannot be written...
         outcome.error = f"{type(e).__name__}: {e}"

@@ -18,6 +18,8 @@ re-attached, and NetCDF dimension ids are moved past those already in the file.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import posixpath
 import shutil
 from dataclasses import dataclass, field
@@ -102,27 +104,30 @@ def read_fragment(path) -> Fragment:
     cleared name - or one with data but no summary - a NULL row, so the table never shows
     a stale summary next to new data.
     """
-    path = Path(path)
     with h5py.File(path, "r") as f:
-        cleared = cleared_names(f)
-        names = variable_names(f) | cleared
-        rows = {n: ReducedValue.cleared() for n in names}
-        for name, ds in f.get(".reduced", {}).items():
-            max_diff = ds.attrs.get("max_diff")
-            rows[name] = ReducedValue(
-                summary_value(ds),
-                max_diff=None if max_diff is None else float(max_diff),
-                summary_method=_text(ds.attrs.get("summary_method", "")),
-                summary_type=(None if "summary_type" not in ds.attrs
-                              else _text(ds.attrs["summary_type"])),
-                attributes={k: _json_attr(v) for k, v in ds.attrs.items()
-                            if k not in _SEPARATE_ATTRS},
-            )
-        for name, ds in f.get(".errors", {}).items():
-            rows[name] = ReducedValue.error(_text(ds.asstr()[()]),
-                                            _text(ds.attrs.get("type", "")))
-        provenance = _text(f.attrs.get("provenance", ""))
-    return Fragment(path, provenance, names, cleared, rows)
+        return fragment_of(f)
+
+
+def fragment_of(f: h5py.File) -> Fragment:
+    """:func:`read_fragment` of a fragment already open."""
+    cleared = cleared_names(f)
+    names = variable_names(f) | cleared
+    rows = {n: ReducedValue.cleared() for n in names}
+    for name, ds in f.get(".reduced", {}).items():
+        max_diff = ds.attrs.get("max_diff")
+        rows[name] = ReducedValue(
+            summary_value(ds),
+            max_diff=None if max_diff is None else float(max_diff),
+            summary_method=_text(ds.attrs.get("summary_method", "")),
+            summary_type=(None if "summary_type" not in ds.attrs
+                          else _text(ds.attrs["summary_type"])),
+            attributes={k: _json_attr(v) for k, v in ds.attrs.items()
+                        if k not in _SEPARATE_ATTRS},
+        )
+    for name, ds in f.get(".errors", {}).items():
+        rows[name] = ReducedValue.error(_text(ds.asstr()[()]), _text(ds.attrs.get("type", "")))
+    provenance = _text(f.attrs.get("provenance", ""))
+    return Fragment(Path(f.filename), provenance, names, cleared, rows)
 
 
 class _Copier:
@@ -195,35 +200,46 @@ class _Copier:
             self.next_dimid = offset + max(src_ids) + 1
 
 
-def merge_into_new_file(old_path, fragment_path, out_path) -> set[str]:
+def merge_into_new_file(old_path, fragment, out_path,
+                        records: dict[str, dict] | None = None) -> set[str]:
     """Write ``out_path`` = the run file ``old_path`` (or nothing, if ``None``) with the
-    fragment merged in by the re-run rule. Returns the names the fragment replaced.
+    ``fragment`` (its path, or the fragment open for reading) merged in by the re-run
+    rule, and the provenance ``records`` of its variables (:mod:`.provenance`) if given.
+    Returns the names the fragment replaced.
 
-    ``out_path`` starts as a byte copy of the fragment (a run's first store copies
-    nothing else); everything of the old file that the fragment does not replace is then
-    copied in, including root attributes (which win over the fragment's) and groups we do
-    not know. The ``cleared`` attribute is dropped. When what the fragment replaces is
-    small (:data:`PATCH_LIMIT`, as when ``reprocess --stale`` recomputes a few
-    variables), ``out_path`` starts as a byte copy of the old file instead, and only the
-    fragment's objects are copied (:func:`_patch`): the same content, at a cost that
-    does not grow with the rest of the run's variables.
+    When what the fragment replaces is small (:data:`PATCH_LIMIT`, as when ``reprocess
+    --stale`` recomputes a few variables), ``out_path`` starts as a byte copy of the old
+    file, and only the fragment's objects are copied (:func:`_patch`): a cost that does
+    not grow with the rest of the run's variables. Otherwise it starts as a byte copy of
+    the fragment (a run's first store copies nothing else); everything of the old file
+    that the fragment does not replace is then copied in, including root attributes
+    (which win over the fragment's) and groups we do not know. The ``cleared`` attribute
+    is dropped.
     """
-    with h5py.File(fragment_path, "r") as ffrag:
+    with contextlib.ExitStack() as stack:
+        ffrag = (fragment if isinstance(fragment, h5py.File)
+                 else stack.enter_context(h5py.File(fragment, "r")))
         replaced = variable_names(ffrag) | cleared_names(ffrag)
-    if old_path is not None and _replaced_bytes(old_path, replaced) <= PATCH_LIMIT:
-        return _patch(old_path, fragment_path, out_path, replaced)
-    shutil.copyfile(fragment_path, out_path)
+        if old_path is None or not _patch(old_path, ffrag, out_path, replaced, records or {}):
+            _rewrite(old_path, ffrag, out_path, replaced, records or {})
+    return replaced
+
+
+def _rewrite(old_path, ffrag: h5py.File, out_path, replaced: set[str],
+             records: dict[str, dict]) -> None:
+    """:func:`merge_into_new_file` from a copy of the fragment."""
+    shutil.copyfile(ffrag.filename, out_path)
     with h5py.File(out_path, "r+") as fout:
         if CLEARED_ATTR in fout.attrs:
             del fout.attrs[CLEARED_ATTR]
         for special in DAMNIT_GROUPS:   # as DAMNIT's files; .provenance only when used
             fout.require_group(special)
         if old_path is None:
-            write_records_index(fout, read_records(fout))
-            return replaced
+            _write_records(fout, records, read_records(fout))
+            return
         copier = _Copier(fout)
         with h5py.File(old_path, "r") as fold:
-            records = _merged_records(fold, fout, replaced)
+            kept = _merged_records(fold, fout, replaced)
             for key in list(fout.attrs):
                 del fout.attrs[key]
             _copy_attrs(fold, fout)
@@ -235,8 +251,7 @@ def merge_into_new_file(old_path, fragment_path, out_path) -> set[str]:
                             copier.copy(fold, f"{key}/{name}")
                 elif key not in replaced and key != PROVENANCE_INDEX:
                     copier.copy(fold, key)
-        write_records_index(fout, records)
-    return replaced
+        _write_records(fout, records, kept)
 
 
 def _merged_records(fold: h5py.File, ffrag: h5py.File, replaced: set[str]) -> dict:
@@ -246,31 +261,45 @@ def _merged_records(fold: h5py.File, ffrag: h5py.File, replaced: set[str]) -> di
             **read_records(ffrag)}
 
 
-def _replaced_bytes(old_path, replaced: set[str]) -> int:
-    """How many bytes of data the names ``replaced`` hold in the old file."""
+def _write_records(fout: h5py.File, records: dict[str, dict], kept: dict[str, dict]) -> None:
+    """Write ``records`` as ``/.provenance/<name>`` and the index of them and ``kept``."""
+    if records:
+        group = fout.require_group(PROVENANCE_GROUP)
+        for name, record in records.items():
+            if name in group:
+                del group[name]
+            group.create_dataset(name, data=json.dumps(record))
+    write_records_index(fout, {**kept, **records})
+
+
+def _replaced_bytes(f: h5py.File, replaced: set[str]) -> int:
+    """How many bytes of data the names ``replaced`` hold in ``f``."""
     sizes = []
 
     def add(_, obj):
         if isinstance(obj, h5py.Dataset):
             sizes.append(obj.id.get_storage_size())
-    with h5py.File(old_path, "r") as fold:
-        for name in replaced:
-            for path in (name, *(f"{g}/{name}" for g in SPECIAL_GROUPS)):
-                obj = fold.get(path)
-                if isinstance(obj, h5py.Group):
-                    obj.visititems(add)
-                elif obj is not None:
-                    add(path, obj)
+    for name in replaced:
+        for path in (name, *(f"{g}/{name}" for g in SPECIAL_GROUPS)):
+            obj = f.get(path)
+            if isinstance(obj, h5py.Group):
+                obj.visititems(add)
+            elif obj is not None:
+                add(path, obj)
     return sum(sizes)
 
 
-def _patch(old_path, fragment_path, out_path, replaced: set[str]) -> set[str]:
+def _patch(old_path, ffrag: h5py.File, out_path, replaced: set[str],
+           records: dict[str, dict]) -> bool:
     """:func:`merge_into_new_file` from a copy of the old file: the fragment's names
     (``replaced``) are deleted from it (HDF5 reuses most of their space at once), its
-    objects copied in."""
+    objects copied in. False, with ``out_path`` untouched since the copy, when they hold
+    more than :data:`PATCH_LIMIT` bytes there."""
     shutil.copyfile(old_path, out_path)
-    with h5py.File(out_path, "r+") as fout, h5py.File(fragment_path, "r") as ffrag:
-        records = _merged_records(fout, ffrag, replaced)
+    with h5py.File(out_path, "r+") as fout:
+        if _replaced_bytes(fout, replaced) > PATCH_LIMIT:
+            return False
+        kept = _merged_records(fout, ffrag, replaced)
         for name in replaced:
             for path in (name, *(f"{g}/{name}" for g in SPECIAL_GROUPS)):
                 if path in fout:
@@ -284,8 +313,8 @@ def _patch(old_path, fragment_path, out_path, replaced: set[str]) -> set[str]:
                     copier.copy(ffrag, f"{key}/{name}")
             elif key != PROVENANCE_INDEX:
                 copier.copy(ffrag, key)
-        write_records_index(fout, records)
-    return replaced
+        _write_records(fout, records, kept)
+    return True
 
 
 def _copy_attrs(src, dst):

@@ -11,6 +11,7 @@ reused). Files named after another host are left alone: their owner cannot be ch
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -19,6 +20,9 @@ from pathlib import Path
 
 from damnit_dagster.storage.layout import DamnitPaths
 
+#: Suffix of a run file being written (``p{P}_r{R}.h5.<random>.tmp``) by
+#: :func:`damnit_dagster.storage.writer.write_run_file`.
+TMP_SUFFIX = ".tmp"
 #: A process that started this long after a file was last changed cannot have written
 #: it (the kernel's boot time, from which start times are counted, is rounded).
 _CLOCK_SLACK = 2.0
@@ -37,11 +41,16 @@ def new_fragment(paths: DamnitPaths, proposal: int, run: int) -> Path:
     return Path(name)
 
 
-def remove_stale(paths: DamnitPaths, proposal: int, run: int | None = None) -> list[Path]:
+def remove_stale(paths: DamnitPaths, proposal: int, run: int | None = None, *,
+                 writer_holds_lock: bool = False) -> list[Path]:
     """Remove the files of run ``run``'s evaluations (of every run when None) whose owner
-    process is gone (see the module's text); return them."""
+    process is gone (see the module's text); return them. With ``writer_holds_lock`` (a
+    writer of ``run`` holding its lock), also the temporary run files of writers killed
+    while they held it (``p{P}_r{R}.h5.*.tmp``): all in one pass over the folder."""
     runs = r"\d+" if run is None else str(int(run))
     pattern = re.compile(rf"\.?p{int(proposal)}_r{runs}\.(\d+)@([^.]+)\..*\.fragment\.h5")
+    temporaries = (f"{paths.run_file(proposal, run).name}."
+                   if writer_holds_lock and run is not None else None)
     host = _host()
     removed = []
     try:
@@ -49,6 +58,11 @@ def remove_stale(paths: DamnitPaths, proposal: int, run: int | None = None) -> l
     except FileNotFoundError:
         return removed
     for entry in entries:
+        if (temporaries is not None and entry.name.startswith(temporaries)
+                and entry.name.endswith(TMP_SUFFIX)):
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(Path(entry.path))
+            continue
         match = pattern.match(entry.name)
         if not match or match[2] != host:
             continue
@@ -74,6 +88,7 @@ def _alive_since(pid: int, mtime: float) -> bool:
     return started <= mtime + _CLOCK_SLACK
 
 
+@functools.cache
 def _boot_time() -> float:
     with open("/proc/stat") as f:
         return float(next(line for line in f if line.startswith("btime")).split()[1])

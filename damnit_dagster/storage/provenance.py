@@ -8,9 +8,10 @@
      "source": "raw" | "all",                    # the data the run was opened with
      "host": ..., "time": UTC epoch, "dagster_run_id": ... | null}
 
-It is written into the fragment before the fragment is stored, so the value and its
-record always travel together (a variable stored again gets a new record, one stored by
-DAMNIT loses its record). ``runs.sqlite``'s ``provenance`` column keeps DAMNIT's meaning
+It is written with the value, in the same atomic replacement of the run file
+(:func:`damnit_dagster.storage.writer.store_fragment`), so the value and its record always
+travel together (a variable stored again gets a new record, one stored by DAMNIT loses its
+record). ``runs.sqlite``'s ``provenance`` column keeps DAMNIT's meaning
 (``context.py`` for context file results). ``/.provenance_index`` holds all of a file's
 records as one JSON object, rewritten with them by every store, so that finding what is
 stale reads one dataset per run instead of one per variable. A value's data version is
@@ -19,7 +20,6 @@ its code version, which folds in the code of everything upstream, as Dagster's t
 from __future__ import annotations
 
 import functools
-import json
 import os
 import stat
 import time
@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 
 import h5py
 
-from context_loader.hdf5_names import PROVENANCE_GROUP
-from context_loader.stored import read_records, write_records_index
+from context_loader.stored import read_records
 
 #: Run files whose records are kept in memory while unchanged (a few KB each).
 RECORDS_CACHED = 4096
@@ -87,17 +86,3 @@ def new_records(report: dict, versions: Versions, old: dict[str, dict]) -> dict[
             "source": report.get("data_opened"), "host": report.get("host"), "time": now,
             "dagster_run_id": versions.dagster_run_id}
     return records
-
-
-def add_records(fragment, records: dict[str, dict]) -> None:
-    """Write ``records`` into a fragment, to be stored with it."""
-    # Without HDF5's file lock: a child forked meanwhile by another thread would inherit
-    # it and keep it, and the store that follows could not open the fragment.
-    with h5py.File(fragment, "r+", locking=False) as f:
-        kept = read_records(f)
-        group = f.require_group(PROVENANCE_GROUP)
-        for name, record in records.items():
-            if name in group:
-                del group[name]
-            group.create_dataset(name, data=json.dumps(record))
-        write_records_index(f, {**kept, **records})

@@ -18,21 +18,22 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from tempfile import mkstemp
 
+import h5py
 from filelock import FileLock, Timeout
 
 from damnit_dagster.storage.database import DamnitDB
-from damnit_dagster.storage.hdf5 import merge_into_new_file, read_fragment
+from damnit_dagster.storage.hdf5 import fragment_of, merge_into_new_file
 from damnit_dagster.storage.layout import FILE_MODE, DamnitPaths, make_shared_dir
-from damnit_dagster.storage.leftovers import remove_stale
+from damnit_dagster.storage.leftovers import TMP_SUFFIX, remove_stale
 from damnit_dagster.storage.values import check_name, decode_value, encode_row
 
 #: How long a writer waits for another writer of the same run before giving up.
 LOCK_TIMEOUT = 600.0
-_TMP_SUFFIX = ".tmp"
 
 
 class StorageError(RuntimeError):
@@ -50,27 +51,23 @@ def _fsync(path) -> None:
 def run_lock(damnit_dir, proposal: int, run: int, timeout: float = LOCK_TIMEOUT) -> FileLock:
     """The lock serialising all writes of one run (use as a context manager)."""
     paths = DamnitPaths(damnit_dir)
-    make_shared_dir(paths.extracted_dir)
+    if not paths.extracted_dir.is_dir():
+        make_shared_dir(paths.extracted_dir)
     return FileLock(paths.run_lock(proposal, run), timeout=timeout, mode=FILE_MODE,
                     fallback_to_soft=False)
 
 
-def _remove_stale_temporaries(paths: DamnitPaths, proposal: int, run: int) -> None:
-    """Temporary run files left by killed writers (only called with the lock held)."""
+def write_run_file(paths: DamnitPaths, proposal: int, run: int, fragment,
+                   records: dict[str, dict] | None = None) -> set[str]:
+    """Merge a fragment (its path, or the fragment open for reading) and the provenance
+    ``records`` of its variables into the run's HDF5 file atomically (caller holds the
+    run lock). Returns the names replaced."""
     run_file = paths.run_file(proposal, run)
-    for tmp in paths.extracted_dir.glob(f"{run_file.name}.*{_TMP_SUFFIX}"):
-        tmp.unlink(missing_ok=True)
-
-
-def write_run_file(paths: DamnitPaths, proposal: int, run: int, fragment_path) -> set[str]:
-    """Merge a fragment into the run's HDF5 file atomically (caller holds the run lock).
-    Returns the names replaced."""
-    run_file = paths.run_file(proposal, run)
-    fd, tmp = mkstemp(dir=paths.extracted_dir, prefix=f"{run_file.name}.", suffix=_TMP_SUFFIX)
+    fd, tmp = mkstemp(dir=paths.extracted_dir, prefix=f"{run_file.name}.", suffix=TMP_SUFFIX)
     os.close(fd)
     try:
         replaced = merge_into_new_file(run_file if run_file.exists() else None,
-                                       fragment_path, tmp)
+                                       fragment, tmp, records)
         _fsync(tmp)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, run_file)
@@ -82,8 +79,11 @@ def write_run_file(paths: DamnitPaths, proposal: int, run: int, fragment_path) -
 
 
 def store_fragment(damnit_dir, proposal: int, run: int, fragment_path, *,
-                   lock_timeout: float = LOCK_TIMEOUT, delete_fragment: bool = True) -> dict:
-    """Merge ``fragment_path`` into run ``run``'s HDF5 file and ``runs.sqlite``.
+                   lock_timeout: float = LOCK_TIMEOUT, delete_fragment: bool = True,
+                   records: dict[str, dict] | None = None) -> dict:
+    """Merge ``fragment_path`` into run ``run``'s HDF5 file and ``runs.sqlite``, with the
+    provenance ``records`` of its variables (:mod:`.provenance`) if given: the values and
+    their records are written together.
 
     Returns the stored summaries by name, decoded as ``damnit.api`` would return them
     (``None`` for errors and cleared variables; ``start_time`` included). The fragment
@@ -94,32 +94,34 @@ def store_fragment(damnit_dir, proposal: int, run: int, fragment_path, *,
     if not paths.db_file.is_file():
         raise StorageError(f"No DAMNIT database at {paths.db_file}; create the folder "
                            "first (init_damnit_dir)")
-    try:
-        fragment = read_fragment(fragment_path)
-    except (OSError, KeyError) as e:
-        raise StorageError(f"Cannot read the fragment {fragment_path}: {e}") from e
-    for name in fragment.names:  # before anything is written
+    with contextlib.ExitStack() as stack:
         try:
-            check_name(name)
-        except ValueError as e:
-            raise StorageError(f"{fragment_path}: {e}") from None
-
-    lock = run_lock(paths.root, proposal, run, lock_timeout)
-    try:
-        with lock:
-            _remove_stale_temporaries(paths, proposal, run)
-            remove_stale(paths, proposal, run)
+            ffrag = stack.enter_context(h5py.File(fragment_path, "r"))
+            fragment = fragment_of(ffrag)
+        except (OSError, KeyError) as e:
+            raise StorageError(f"Cannot read the fragment {fragment_path}: {e}") from e
+        for name in fragment.names:  # before anything is written
             try:
-                write_run_file(paths, proposal, run, fragment_path)
-            except OSError as e:
-                raise StorageError(f"Cannot write {paths.run_file(proposal, run)} from "
-                                   f"{fragment_path}: {e}") from e
-            with DamnitDB(paths.db_file) as db:
-                db.set_run_values(proposal, run, fragment.rows, fragment.provenance or "context.py")
-    except Timeout:
-        raise StorageError(f"Timed out after {lock_timeout} s waiting for "
-                           f"{paths.run_lock(proposal, run)} (another writer of p{proposal} "
-                           f"r{run} holds it)") from None
+                check_name(name)
+            except ValueError as e:
+                raise StorageError(f"{fragment_path}: {e}") from None
+
+        lock = run_lock(paths.root, proposal, run, lock_timeout)
+        try:
+            with lock:
+                remove_stale(paths, proposal, run, writer_holds_lock=True)
+                try:
+                    write_run_file(paths, proposal, run, ffrag, records)
+                except OSError as e:
+                    raise StorageError(f"Cannot write {paths.run_file(proposal, run)} from "
+                                       f"{fragment_path}: {e}") from e
+                with DamnitDB(paths.db_file) as db:
+                    db.set_run_values(proposal, run, fragment.rows,
+                                      fragment.provenance or "context.py")
+        except Timeout:
+            raise StorageError(f"Timed out after {lock_timeout} s waiting for "
+                               f"{paths.run_lock(proposal, run)} (another writer of "
+                               f"p{proposal} r{run} holds it)") from None
 
     if delete_fragment:
         fragment_path.unlink(missing_ok=True)

@@ -164,16 +164,14 @@ def test_provenance_index_follows_every_merge(tmp_path, monkeypatch, patch_limit
 
     from context_loader.stored import read_records
     from damnit_dagster.storage import hdf5
-    from damnit_dagster.storage.provenance import add_records
 
     monkeypatch.setattr(hdf5, "PATCH_LIMIT", patch_limit)
     run = tmp_path / "run.h5"
     old = None
     for i, names in enumerate([("a", "b", "c"), ("b",), ("c", "d")]):
         fragment = frag(tmp_path / f"f{i}.h5", **{n: float(i) for n in names})
-        add_records(fragment, {n: {"code": f"{n}{i}"} for n in names})
         out = tmp_path / f"run{i}.h5"
-        merge_into_new_file(old, fragment, out)
+        merge_into_new_file(old, fragment, out, {n: {"code": f"{n}{i}"} for n in names})
         old = out
     out.rename(run)
 
