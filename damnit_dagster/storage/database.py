@@ -9,13 +9,10 @@ Values are encoded as :mod:`.values` says; the schema is :mod:`.schema`.
 """
 from __future__ import annotations
 
-import os
 import secrets
 import sqlite3
 import sys
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,58 +76,6 @@ class Metameta(MutableMapping):
         return dict(self._db.conn.execute("SELECT key, value FROM metameta").fetchall())
 
 
-class _KeptOpen:
-    """The databases this process has opened and checked (shared, migrated), each with
-    one idle connection kept open (the most recent :data:`KEPT_OPEN` of them).
-
-    Opening one again skips the checks: while the idle connection holds the file open,
-    no other file can have its device and inode. And closing a working connection is
-    never the last close, which in WAL mode checkpoints the WAL and deletes it, with
-    fsyncs: the cost of a store would otherwise be paid again at every open and close
-    (SQLite still checkpoints as the WAL grows)."""
-
-    def __init__(self, size: int):
-        self._size = size
-        self._connections: OrderedDict[tuple, sqlite3.Connection] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(path: Path) -> tuple | None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return os.getpid(), str(path), st.st_dev, st.st_ino
-
-    def checked(self, path: Path) -> bool:
-        """Whether this process has checked the database now at ``path``."""
-        key = self._key(path)
-        with self._lock:
-            if key not in self._connections:
-                return False
-            self._connections.move_to_end(key)
-            return True
-
-    def keep(self, path: Path) -> None:
-        """``path`` has been checked: keep an idle connection to it."""
-        key = self._key(path)
-        if key is None:
-            return
-        with self._lock:
-            if key in self._connections:
-                return
-            idle = sqlite3.connect(path, check_same_thread=False)
-            idle.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the WAL
-            self._connections[key] = idle
-            while len(self._connections) > self._size:
-                self._connections.popitem(last=False)[1].close()
-
-
-#: How many databases a process keeps an idle connection to (:class:`_KeptOpen`).
-KEPT_OPEN = 8
-_KEPT_OPEN = _KeptOpen(KEPT_OPEN)
-
-
 class DamnitDB:
     """A DAMNIT ``runs.sqlite``. ``path_or_dir`` is the file or the DAMNIT folder."""
 
@@ -147,16 +92,12 @@ class DamnitDB:
         self.conn.execute("PRAGMA foreign_keys = ON")
         self._depth = 0
         self.metameta = Metameta(self)
-        if existed and _KEPT_OPEN.checked(self.path):
-            return
         try:
             share(self.path)
             self._migrate()
         except BaseException:
             self.conn.close()
             raise
-        if existed:   # (a new one is made WAL after this)
-            _KEPT_OPEN.keep(self.path)
 
     @classmethod
     def create(cls, damnit_dir, proposal: int, *, wal: bool = True, **settings) -> DamnitDB:
