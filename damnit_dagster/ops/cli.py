@@ -276,9 +276,9 @@ def reprocess(folder: Folder, runs, match, variables, data, direct, stale, slurm
             results = _reprocess(folder, run_list, match, variables, data, direct, server,
                                  stale, executor, array, synced=slurm_ahead)
     except KeyboardInterrupt:   # before its Dagster runs started (they say it themselves)
-        from damnit_dagster.reprocess.results import RunResult
+        from damnit_dagster.reprocess.results import INTERRUPTED, RunResult
 
-        results = {run: RunResult(run, run_error="interrupted (Ctrl-C)") for run in run_list}
+        results = {run: RunResult(run, run_error=INTERRUPTED) for run in run_list}
     _report(results, no_data, proposal)
 
 

@@ -39,7 +39,7 @@ from damnit_dagster.reprocess.results import (
     Progress,
     ResultCollector,
     RunResult,
-    interrupted,
+    was_interrupted,
 )
 from damnit_dagster.reprocess.selection import announce_queued, selection
 from damnit_dagster.storage.database import DamnitDB
@@ -103,27 +103,20 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
                               tags.DATA: data, tags.PROCESSING: key, tags.EXECUTOR: executor,
                               **extra_tags},
                         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-                    if _was_interrupted(result):   # Ctrl-C: the next runs do not start
+                    if was_interrupted(result):   # Ctrl-C: the next runs do not start
                         stopped = True
                         break
             except KeyboardInterrupt:   # Ctrl-C between two Dagster runs
                 stopped = True
         gui.flush(timeout=2.0)
-        results = ResultCollector(proposal, run_list).update(instance, executed)
-        for result in results.values():
-            if stopped and not result.names() and result.run_error is None:
-                result.run_error = INTERRUPTED
-        return results
+        collector = ResultCollector(proposal, run_list)
+        collector.update(instance, executed)
+        if stopped:
+            collector.not_processed(INTERRUPTED)
+        return collector.results
     finally:
         if own_instance:
             instance.dispose()
-
-
-def _was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
-    """True when Ctrl-C stopped the Dagster run of ``result`` (Dagster absorbs the
-    interrupt and records it as the run's failure)."""
-    return any(interrupted(event.job_failure_data.error)
-               for event in result.all_events if event.is_run_failure)
 
 
 class _Watcher:

@@ -52,6 +52,13 @@ def interrupted(error) -> bool:
                                                     "KeyboardInterrupt"}
 
 
+def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """True when Ctrl-C stopped the Dagster run of ``result`` (Dagster absorbs the
+    interrupt and records it as the run's failure)."""
+    return any(interrupted(event.job_failure_data.error)
+               for event in result.all_events if event.is_run_failure)
+
+
 class ResultCollector:
     """Per-run results, read from the materialization and check events of Dagster runs.
 
@@ -91,16 +98,17 @@ class ResultCollector:
             reason = INTERRUPTED
         else:
             reason = data.error.message.strip() if data.error else "the step failed"
-        self._not_processed(reason)
+        self.not_processed(reason)
 
     def _run_failed(self, event) -> None:
         """A Dagster run failed outside its steps (e.g. Ctrl-C between them): its runs
         without any result were not processed."""
         error = event.job_failure_data.error
-        self._not_processed(INTERRUPTED if interrupted(error)
-                            else (event.message or "its Dagster run failed").strip())
+        self.not_processed(INTERRUPTED if interrupted(error)
+                           else (event.message or "its Dagster run failed").strip())
 
-    def _not_processed(self, reason: str) -> None:
+    def not_processed(self, reason: str) -> None:
+        """The runs without any result so far were not processed, for ``reason``."""
         for result in self.results.values():
             if not result.names() and result.run_error is None:
                 result.run_error = reason

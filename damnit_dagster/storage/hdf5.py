@@ -201,11 +201,13 @@ class _Copier:
 
 
 def merge_into_new_file(old_path, fragment, out_path,
-                        records: dict[str, dict] | None = None) -> set[str]:
+                        records: dict[str, dict] | None = None,
+                        replaced: set[str] | None = None) -> set[str]:
     """Write ``out_path`` = the run file ``old_path`` (or nothing, if ``None``) with the
     ``fragment`` (its path, or the fragment open for reading) merged in by the re-run
     rule, and the provenance ``records`` of its variables (:mod:`.provenance`) if given.
-    Returns the names the fragment replaced.
+    Returns the names the fragment replaced (``replaced``, when the caller has read them
+    already: :attr:`Fragment.names`).
 
     When what the fragment replaces is small (:data:`PATCH_LIMIT`, as when ``reprocess
     --stale`` recomputes a few variables), ``out_path`` starts as a byte copy of the old
@@ -219,7 +221,8 @@ def merge_into_new_file(old_path, fragment, out_path,
     with contextlib.ExitStack() as stack:
         ffrag = (fragment if isinstance(fragment, h5py.File)
                  else stack.enter_context(h5py.File(fragment, "r")))
-        replaced = variable_names(ffrag) | cleared_names(ffrag)
+        if replaced is None:
+            replaced = variable_names(ffrag) | cleared_names(ffrag)
         if old_path is None or not _patch(old_path, ffrag, out_path, replaced, records or {}):
             _rewrite(old_path, ffrag, out_path, replaced, records or {})
     return replaced

@@ -58,16 +58,17 @@ def run_lock(damnit_dir, proposal: int, run: int, timeout: float = LOCK_TIMEOUT)
 
 
 def write_run_file(paths: DamnitPaths, proposal: int, run: int, fragment,
-                   records: dict[str, dict] | None = None) -> set[str]:
+                   records: dict[str, dict] | None = None,
+                   replaced: set[str] | None = None) -> set[str]:
     """Merge a fragment (its path, or the fragment open for reading) and the provenance
     ``records`` of its variables into the run's HDF5 file atomically (caller holds the
-    run lock). Returns the names replaced."""
+    run lock). Returns the names replaced (as :func:`.hdf5.merge_into_new_file`)."""
     run_file = paths.run_file(proposal, run)
     fd, tmp = mkstemp(dir=paths.extracted_dir, prefix=f"{run_file.name}.", suffix=TMP_SUFFIX)
     os.close(fd)
     try:
         replaced = merge_into_new_file(run_file if run_file.exists() else None,
-                                       fragment, tmp, records)
+                                       fragment, tmp, records, replaced)
         _fsync(tmp)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, run_file)
@@ -111,7 +112,7 @@ def store_fragment(damnit_dir, proposal: int, run: int, fragment_path, *,
             with lock:
                 remove_stale(paths, proposal, run, writer_holds_lock=True)
                 try:
-                    write_run_file(paths, proposal, run, ffrag, records)
+                    write_run_file(paths, proposal, run, ffrag, records, fragment.names)
                 except OSError as e:
                     raise StorageError(f"Cannot write {paths.run_file(proposal, run)} from "
                                        f"{fragment_path}: {e}") from e

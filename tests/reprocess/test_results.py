@@ -1,8 +1,7 @@
 """What a reprocess reports for runs that got no result."""
 import dagster as dg
 
-from damnit_dagster.reprocess.direct import _was_interrupted
-from damnit_dagster.reprocess.results import ResultCollector, RunResult, report
+from damnit_dagster.reprocess.results import ResultCollector, RunResult, report, was_interrupted
 
 
 class _CtrlCWhileStarting(dg.ConfigurableResource):
@@ -22,7 +21,7 @@ def test_a_dagster_run_interrupted_outside_its_steps_leaves_its_runs_reported_in
                          resources={"ctrl_c": _CtrlCWhileStarting()}).resolve_job_def("j")
     with dg.DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(instance=instance, raise_on_error=False)
-        assert _was_interrupted(result)
+        assert was_interrupted(result)
         assert not result.get_step_failure_events()   # no step said it
         results = ResultCollector(4570, [1, 2]).update(instance, [result.run_id])
     lines, not_processed = report(results, [], 4570)
