@@ -37,7 +37,7 @@ from dagster import AssetExecutionContext
 
 from damnit_dagster.defs.context_source import ContextSnapshot, evaluation_path
 from damnit_dagster.defs.outcomes import CHECK_NAME, events_for_run
-from damnit_dagster.defs.partitions import runs_partitions
+from damnit_dagster.defs.partitions import runs_partitions, runs_per_dagster_run
 from damnit_dagster.defs.resources import DamnitFolder
 from damnit_dagster.defs.slurm_step import on_slurm
 from damnit_dagster.defs.tags import (
@@ -149,7 +149,8 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
             description="Fails (ERROR) when the variable raised, warns (WARN) when it was "
                         "skipped or returned None for the run.") for s in specs],
         partitions_def=runs_partitions(proposal),
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=dg.BackfillPolicy.multi_run(
+            runs_per_dagster_run(len(names_in_bucket))),
         pool="cluster" if bucket == CLUSTER else None,
         description=f"Computes the {bucket} variables of proposal {proposal}'s context file.")
     def compute(context: AssetExecutionContext, damnit: DamnitFolder):

@@ -9,6 +9,11 @@ import dagster as dg
 #: ``IN (...)`` query, so large additions go in chunks (dagster-io/dagster#16260).
 ADD_CHUNK = 1000
 
+#: At most about this many values (runs x variables) in one Dagster run of a reprocess.
+#: A Dagster run keeps one event per value: its page in the UI and the memory of a run
+#: executed in process grow with them, so a long reprocess is cut into several runs.
+VALUES_PER_DAGSTER_RUN = 2000
+
 
 def partitions_name(proposal: int) -> str:
     """The instance-wide name of the proposal's run partitions: ``p1234_runs``."""
@@ -35,16 +40,25 @@ def add_runs(instance: dg.DagsterInstance, proposal: int, runs: Iterable[int]) -
     return new
 
 
-def partition_ranges(partition_keys: list[str], runs: list[int]) -> list[tuple[str, str]]:
+def runs_per_dagster_run(n_variables: int) -> int:
+    """How many runs one Dagster run of a reprocess of ``n_variables`` covers at most
+    (:data:`VALUES_PER_DAGSTER_RUN`, and at least one run)."""
+    return max(1, VALUES_PER_DAGSTER_RUN // max(1, n_variables))
+
+
+def partition_ranges(partition_keys: list[str], runs: list[int],
+                     max_runs: int | None = None) -> list[tuple[str, str]]:
     """``runs`` as (first, last) partition keys of ranges that are contiguous in
-    ``partition_keys`` (the order Dagster ranges follow), in that order."""
+    ``partition_keys`` (the order Dagster ranges follow), in that order; with
+    ``max_runs``, none longer than that."""
     position = {key: i for i, key in enumerate(partition_keys)}
     wanted = sorted(position[str(r)] for r in runs)
     ranges, start = [], None
     for i, pos in enumerate(wanted):
         if start is None:
             start = pos
-        if i + 1 == len(wanted) or wanted[i + 1] != pos + 1:
+        if (i + 1 == len(wanted) or wanted[i + 1] != pos + 1
+                or (max_runs is not None and pos - start + 1 == max_runs)):
             ranges.append((partition_keys[start], partition_keys[pos]))
             start = None
     return ranges

@@ -1,10 +1,11 @@
-"""Reprocessing runs as Dagster single-run backfills, followed until done.
+"""Reprocessing runs as Dagster asset backfills of ranged runs, followed until done.
 
 :func:`reprocess` is what ``damnit-dagster reprocess`` calls: it picks the variables
 (DAMNIT's ``--var``/``--match``/trigger rules, dependencies added back), adds missing run
-partitions, registers one asset backfill on the instance — the daemon turns it into one
-Dagster run per contiguous range of runs, thanks to ``BackfillPolicy.single_run()`` — and
-reports progress from the events of the backfill's runs until every run is accounted for.
+partitions, registers one asset backfill on the instance — the daemon turns it into
+Dagster runs over contiguous ranges of runs, each of at most
+:data:`~damnit_dagster.defs.partitions.VALUES_PER_DAGSTER_RUN` values, thanks to the
+assets' ``BackfillPolicy.multi_run`` — and reports progress from the events of the backfill's runs until every run is accounted for.
 Runs without proc data fall back to their raw variables (the step's runner does that).
 """
 from __future__ import annotations
@@ -48,7 +49,7 @@ def reprocess(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
               timeout: float | None = None, executor: str = "local") -> dict[int, RunResult]:
     """Recompute ``variables``/``match`` (default: every variable of trigger ``data``) for
     ``runs`` (``"all"`` = every run in ``runs.sqlite``, or numbers/ranges, see
-    :func:`parse_runs`) through a single-run backfill executed by the Dagster daemon.
+    :func:`parse_runs`) through a backfill of ranged runs executed by the Dagster daemon.
 
     Calls ``progress(Progress)`` whenever the count of finished runs changes, and
     returns the per-run results once every run is accounted for (or the backfill ends).

@@ -3,8 +3,9 @@ when no backend runs, or with ``--direct``.
 
 Like DAMNIT's ``reprocess --direct``, the command itself does the work, so nothing has
 to be started first. It executes the same jobs a backfill would launch, in this process,
-against the instance: one Dagster run per contiguous range of run partitions (the local
-variables; then the ``cluster=True`` ones, in Slurm as always), recorded like any other
+against the instance: one Dagster run per contiguous range of run partitions, cut as a
+backfill's ``BackfillPolicy`` cuts them (the local variables; then the ``cluster=True``
+ones, in Slurm as always), recorded like any other
 run (tag ``damnit/trigger=reprocess-direct``), so the UI shows the materialisations and
 the runs. Each run's user code still runs in its own forked child, one per core; the
 command forks them from its evaluation server (:mod:`.execution.fork_server`), so this
@@ -25,7 +26,12 @@ from damnit_dagster.defs.assets import variable_key
 from damnit_dagster.defs.context_source import load_context, variable_syncer
 from damnit_dagster.defs.definitions import build_definitions
 from damnit_dagster.defs.jobs import job_name
-from damnit_dagster.defs.partitions import add_runs, partition_ranges, partitions_name
+from damnit_dagster.defs.partitions import (
+    add_runs,
+    partition_ranges,
+    partitions_name,
+    runs_per_dagster_run,
+)
 from damnit_dagster.defs.variables import CLUSTER, bucket_of
 from damnit_dagster.execution.fork_server import EvaluationServer
 from damnit_dagster.execution.process_run import evaluate_and_store
@@ -79,22 +85,24 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
         add_runs(instance, proposal, run_list)
         defs = build_definitions(paths.root, with_sensor=False, slurm_array=slurm_array,
                                  evaluate=functools.partial(evaluate_and_store, server=server))
-        ranges = partition_ranges(instance.get_dynamic_partitions(partitions_name(proposal)),
-                                  run_list)
+        partition_keys = instance.get_dynamic_partitions(partitions_name(proposal))
         plan = []  # (job, asset keys, range, run id), local variables first
         for cluster in (False, True):
             keys = [variable_key(proposal, n) for n in names
                     if (placement[n] == CLUSTER) == cluster]
             if keys:
                 job = defs.resolve_job_def(job_name("all", cluster))
+                ranges = partition_ranges(partition_keys, run_list,
+                                          max_runs=runs_per_dagster_run(len(keys)))
                 plan.extend((job, keys, r, make_new_run_id()) for r in ranges)
         key = f"reprocess-{uuid.uuid4()}"
         gui = announce_queued(paths, proposal, run_list, key, data)
-        executed, stopped = [], False
+        collector = ResultCollector(proposal, run_list)
+        unread, stopped = [], False   # Dagster runs whose events are still to be read
         with _Watcher(paths, proposal, run_list, progress, poll):
             try:
                 for job, keys, (first, last), run_id in plan:
-                    executed.append(run_id)
+                    unread.append(run_id)
                     result = job.execute_in_process(
                         instance=instance, asset_selection=keys, run_id=run_id,
                         raise_on_error=False,
@@ -103,14 +111,16 @@ def reprocess_direct(damnit_dir, runs, *, match=(), variables=(), data: str = "a
                               tags.DATA: data, tags.PROCESSING: key, tags.EXECUTOR: executor,
                               **extra_tags},
                         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+                    collector.add(result.all_events)   # not read back from the instance
+                    unread.remove(run_id)
                     if was_interrupted(result):   # Ctrl-C: the next runs do not start
                         stopped = True
                         break
+                    del result   # a Dagster run's events are kept only while it runs
             except KeyboardInterrupt:   # Ctrl-C between two Dagster runs
                 stopped = True
         gui.flush(timeout=2.0)
-        collector = ResultCollector(proposal, run_list)
-        collector.update(instance, executed)
+        collector.update(instance, unread)
         if stopped:
             collector.not_processed(INTERRUPTED)
         return collector.results

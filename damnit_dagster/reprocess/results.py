@@ -62,7 +62,7 @@ def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
 class ResultCollector:
     """Per-run results, read from the materialization and check events of Dagster runs.
 
-    :meth:`update` reads only the events written since its last call (a cursor per
+    :meth:`add` takes events in hand; :meth:`update` reads only the events written since its last call (a cursor per
     Dagster run), so following a long reprocess costs little.
     """
 
@@ -73,6 +73,14 @@ class ResultCollector:
         self.prefix = group_name(proposal)
         self.results = {r: RunResult(r) for r in runs}
         self._cursors: dict[str, str | None] = {}
+
+    def add(self, events) -> dict[int, RunResult]:
+        """Take the results from Dagster events already in hand (the events of a run
+        executed in this process); returns the results so far."""
+        for event in events:
+            if event.event_type in self._TYPES:
+                self._add(event)
+        return self.results
 
     def update(self, instance: dg.DagsterInstance, run_ids) -> dict[int, RunResult]:
         """Read the new events of ``run_ids``; returns the results so far."""

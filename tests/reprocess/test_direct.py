@@ -24,6 +24,14 @@ def test_partition_ranges_follow_the_order_of_the_partitions():
     assert partition_ranges(keys, [1, 6]) == [("1", "1"), ("6", "6")]
 
 
+def test_partition_ranges_are_cut_at_max_runs():
+    keys = [str(r) for r in range(1, 11)]
+    assert partition_ranges(keys, list(range(1, 11)), max_runs=4) == [
+        ("1", "4"), ("5", "8"), ("9", "10")]
+    assert partition_ranges(keys, [1, 2, 3, 5, 6], max_runs=2) == [
+        ("1", "2"), ("3", "3"), ("5", "6")]
+
+
 @pytest.fixture
 def direct_setup(tmp_path, damnit_folder, mock_proposal, monkeypatch):
     """6 mock runs of proposal 3456, its DAMNIT folder and a DAGSTER_HOME (no daemon)."""
@@ -72,6 +80,40 @@ def test_direct_reprocess_stores_results_and_records_one_dagster_run(direct_setu
     assert [p.done for p in seen] == sorted(p.done for p in seen)
     table = Damnit(folder).table()
     assert table.set_index("run").run_no.to_dict() == {2: 2, 3: 3, 4: 4}
+
+
+def test_a_long_direct_reprocess_is_cut_into_dagster_runs_of_bounded_size(
+        direct_setup, monkeypatch):
+    """A Dagster run holds one event per value; a reprocess of many runs becomes several
+    Dagster runs of at most VALUES_PER_DAGSTER_RUN values, and every run's results are
+    still reported and stored."""
+    from damnit.api import Damnit
+
+    from damnit_dagster.defs import partitions
+
+    monkeypatch.setattr(partitions, "VALUES_PER_DAGSTER_RUN", 6)   # 2 runs x 3 variables
+    folder = direct_setup
+    with dg.DagsterInstance.get() as instance:
+        results = reprocess_direct(folder, "1-5", instance=instance)
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"damnit/trigger": TRIGGER}))
+        ranges = sorted((r.tags["dagster/asset_partition_range_start"],
+                         r.tags["dagster/asset_partition_range_end"]) for r in runs)
+
+    assert ranges == [("1", "2"), ("3", "4"), ("5", "5")]
+    assert_results(results, [1, 2, 3, 4, 5])
+    assert Damnit(folder).table().run.tolist() == [1, 2, 3, 4, 5]
+
+
+def test_a_backfill_cuts_its_runs_as_a_direct_reprocess_does(direct_setup):
+    """The daemon's backfill follows the assets' BackfillPolicy: the same bound."""
+    from damnit_dagster.defs.definitions import build_definitions
+    from damnit_dagster.defs.partitions import VALUES_PER_DAGSTER_RUN
+
+    defs = build_definitions(direct_setup, with_sensor=False)
+    key = dg.AssetKey([f"p{PROPOSAL}", "xgm_intensity"])
+    policy = defs.resolve_assets_def(key).backfill_policy
+    n_variables = len(defs.resolve_assets_def(key).keys)
+    assert policy.max_partitions_per_run == VALUES_PER_DAGSTER_RUN // n_variables
 
 
 def test_direct_reprocess_command_shows_progress_failures_and_a_summary(direct_setup):
