@@ -13,6 +13,10 @@ same rows with each event serialised once and one statement per table:
   latest materialisation per asset (``asset_keys``, one upsert) and each check's
   execution row (``asset_check_executions``, updated from its planned row).
 
+A new run's planned materialisations and checks (one of each per asset, which Dagster
+sends as one batch when ``DAGSTER_EVENT_BATCH_SIZE`` is set) are written the same way:
+their ``event_logs`` rows, the assets' last run and the checks' ``PLANNED`` rows.
+
 The rows must stay exactly Dagster's, since the webserver and the daemon read them:
 ``tests/plugins/test_event_rows.py`` stores the same events through Dagster's storage and
 through ours and compares every table, so a Dagster upgrade changing them fails there.
@@ -36,17 +40,21 @@ from damnit_dagster.plugins.dagster_private import (
 
 MATERIALIZATION = dg.DagsterEventType.ASSET_MATERIALIZATION
 CHECK_EVALUATION = dg.DagsterEventType.ASSET_CHECK_EVALUATION
+PLANNED = dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+CHECK_PLANNED = dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED
 
 
 def batchable(event: dg.EventLogEntry) -> bool:
     """Whether :func:`write_run_shard` and :func:`write_index_shard` write ``event`` as
-    Dagster would: a log message, a materialisation or a check evaluation of a run."""
+    Dagster would: a log message, a materialisation, a check evaluation of a run, or what a
+    new run plans to materialise and check (its first events)."""
     dagster_event = event.dagster_event
     if dagster_event is None:
         return True
-    if dagster_event.event_type == MATERIALIZATION:
+    if dagster_event.event_type in (MATERIALIZATION, PLANNED):
         return dagster_event.asset_key is not None
-    return dagster_event.event_type == CHECK_EVALUATION and bool(event.run_id)
+    return (dagster_event.event_type in (CHECK_EVALUATION, CHECK_PLANNED)
+            and bool(event.run_id))
 
 
 def _indexed(event: dg.EventLogEntry) -> bool:
@@ -69,14 +77,18 @@ def write_index_shard(conn: Connection, storage, events: Sequence[dg.EventLogEnt
         SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id,
                                                    sort_by_parameter_order=True),
         [r for _, r in pairs]).scalars().all()
-    materialized = [(e, r, i) for (e, r), i in zip(pairs, ids)
-                    if e.dagster_event.event_type == MATERIALIZATION]
-    checked = [(e, r, i) for (e, r), i in zip(pairs, ids)
-               if e.dagster_event.event_type == CHECK_EVALUATION]
+    def of_type(event_type):
+        return [(e, r, i) for (e, r), i in zip(pairs, ids)
+                if e.dagster_event.event_type == event_type]
+
+    materialized, planned = of_type(MATERIALIZATION), of_type(PLANNED)
     if materialized:
         _write_tags(conn, storage, materialized)
         _write_asset_keys(conn, storage, materialized)
-    for event, row, event_id in checked:
+    if planned:
+        _write_asset_keys(conn, storage, planned)
+    _write_planned_checks(conn, of_type(CHECK_PLANNED))
+    for event, row, event_id in of_type(CHECK_EVALUATION):
         _write_check_execution(conn, event, row, event_id)
 
 
@@ -95,13 +107,15 @@ def _last_materialization(event_json: str, event_id: int) -> str:
             f'"storage_id": {event_id}}}')
 
 
-def _write_asset_keys(conn: Connection, storage, materialized: list) -> None:
+def _write_asset_keys(conn: Connection, storage, events: list) -> None:
+    """The assets' latest event: for materialisations the event itself, for planned
+    ones only the run (``events`` all of one of the two types)."""
     with_timestamp = storage._has_asset_key_index_cols_on_connection(conn)
     values = []
-    for event, row, event_id in materialized:
-        value = {"asset_key": row["asset_key"],
-                 "last_materialization": _last_materialization(row["event"], event_id),
-                 "last_run_id": event.run_id}
+    for event, row, event_id in events:
+        value = {"asset_key": row["asset_key"], "last_run_id": event.run_id}
+        if event.dagster_event.event_type == MATERIALIZATION:
+            value["last_materialization"] = _last_materialization(row["event"], event_id)
         if with_timestamp:
             value["last_materialization_timestamp"] = datetime_from_timestamp(event.timestamp)
         values.append(value)
@@ -110,6 +124,24 @@ def _write_asset_keys(conn: Connection, storage, materialized: list) -> None:
     conn.execute(upsert.on_conflict_do_update(
         index_elements=[AssetKeyTable.c.asset_key],
         set_={c: upsert.excluded[c] for c in columns}), values)
+
+
+def _write_planned_checks(conn: Connection, planned: list) -> None:
+    """Dagster's ``_store_asset_check_evaluation_planned``: one ``PLANNED`` execution row
+    per check and partition of the run."""
+    values = []
+    for event, row, event_id in planned:
+        data = event.dagster_event.event_specific_data
+        partitions = (data.partitions_subset.get_partition_keys() if data.partitions_subset
+                      else [None])
+        values.extend({"asset_key": data.asset_key.to_string(), "check_name": data.check_name,
+                       "partition": partition, "run_id": event.run_id,
+                       "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
+                       "evaluation_event": row["event"],
+                       "evaluation_event_timestamp": row["timestamp"],
+                       "evaluation_event_storage_id": event_id} for partition in partitions)
+    if values:
+        conn.execute(AssetCheckExecutionsTable.insert(), values)
 
 
 def _write_check_execution(conn: Connection, event: dg.EventLogEntry, row: dict,

@@ -2,6 +2,7 @@
 for them one at a time: the webserver and the daemon read these tables, and a Dagster
 upgrade that changes what they hold must fail here."""
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -11,7 +12,11 @@ import pytest
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationPlanned,
 )
-from dagster._core.events import DagsterEvent, StepMaterializationData
+from dagster._core.events import (
+    AssetMaterializationPlannedData,
+    DagsterEvent,
+    StepMaterializationData,
+)
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
 
@@ -51,11 +56,18 @@ def check(name, partition, severity) -> EventLogEntry:
     return entry(dg.DagsterEventType.ASSET_CHECK_EVALUATION, evaluation, "did not pass")
 
 
-def planned_check(name) -> EventLogEntry:
+def planned_check(name, keys=("1",)) -> EventLogEntry:
     planned = AssetCheckEvaluationPlanned(
         asset_key=dg.AssetKey(["p1", name]), check_name="evaluation",
-        partitions_subset=PARTITIONS.subset_with_partition_keys(["1"]))
+        partitions_subset=PARTITIONS.subset_with_partition_keys(list(keys)))
     return entry(dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED, planned)
+
+
+def planned_materialization(name, partition=None, keys=None) -> EventLogEntry:
+    subset = PARTITIONS.subset_with_partition_keys(list(keys)) if keys else None
+    planned = AssetMaterializationPlannedData(
+        dg.AssetKey(["p1", name]), partition=partition, partitions_subset=subset)
+    return entry(dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, planned)
 
 
 def tables(path: Path) -> dict[str, list]:
@@ -104,6 +116,42 @@ def test_a_batch_writes_the_rows_dagster_writes_one_at_a_time(tmp_path, events):
         for name in expected:
             assert got[name] == expected[name], (shard, name)
     assert len(tables(tmp_path / "ours" / "index.db")["asset_check_executions"]) == 2
+
+
+def test_a_new_runs_planned_events_are_written_as_dagster_writes_them(tmp_path):
+    """A run's planned materialisations and checks come as one batch (Dagster's event
+    batching, switched on by the storage): the same rows as Dagster's one at a time."""
+    before = [materialization("a", "2")]   # an asset with an earlier materialisation
+    batch = [planned_materialization("a", keys=["1", "2"]), planned_materialization("b", "1"),
+             planned_check("a", keys=["1", "2"]), planned_check("b")]
+    stock = SqliteEventLogStorage(str(tmp_path / "stock"))
+    ours = KeptOpenSqliteEventLogStorage(str(tmp_path / "ours"))
+    for event in before:
+        stock.store_event(event)
+        ours.store_event(event)
+    for event in batch:
+        stock.store_event(event)
+    ours.store_event_batch(batch)
+    ours.dispose()
+    stock.dispose()
+    for shard in ("index.db", f"{RUN_ID}.db"):
+        expected, got = tables(tmp_path / "stock" / shard), tables(tmp_path / "ours" / shard)
+        for name in expected:
+            assert got[name] == expected[name], (shard, name)
+    executions = tables(tmp_path / "ours" / "index.db")["asset_check_executions"]
+    assert sorted((e["asset_key"], e["partition"]) for e in executions) == [
+        ('["p1", "a"]', "1"), ('["p1", "a"]', "2"), ('["p1", "b"]', "1")]
+
+
+def test_the_storage_switches_on_dagsters_event_batches(tmp_path, monkeypatch):
+    """Without DAGSTER_EVENT_BATCH_SIZE, Dagster stores a run's planned events one by one."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "0")   # restored (unset) afterwards
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE")
+    with dg.instance_for_test(overrides={"event_log_storage": {
+            "module": "damnit_dagster.plugins.event_storage",
+            "class": "KeptOpenSqliteEventLogStorage"}}) as instance:
+        assert isinstance(instance.event_log_storage, KeptOpenSqliteEventLogStorage)
+        assert int(os.environ["DAGSTER_EVENT_BATCH_SIZE"]) > 0
 
 
 def test_a_failed_scope_stores_none_of_its_events(tmp_path, events):
