@@ -12,7 +12,7 @@ ADD_CHUNK = 1000
 #: At most about this many values (runs x variables) in one Dagster run of a reprocess.
 #: A Dagster run keeps one event per value: its page in the UI and the memory of a run
 #: executed in process grow with them, so a long reprocess is cut into several runs.
-VALUES_PER_DAGSTER_RUN = 2000
+VALUES_PER_DAGSTER_RUN = 5000
 
 
 def partitions_name(proposal: int) -> str:
