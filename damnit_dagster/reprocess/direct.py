@@ -3,9 +3,9 @@ when no backend runs, or with ``--direct``.
 
 Like DAMNIT's ``reprocess --direct``, the command itself does the work, so nothing has
 to be started first. It executes the same jobs a backfill would launch, in this process,
-against the instance: one Dagster run per contiguous range of run partitions, cut as a
-backfill's ``BackfillPolicy`` cuts them (the local variables; then the ``cluster=True``
-ones, in Slurm as always), recorded like any other
+against the instance: one Dagster run per contiguous range of run partitions of at most
+:data:`~damnit_dagster.defs.partitions.VALUES_PER_DAGSTER_RUN` values (the local
+variables; then the ``cluster=True`` ones, in Slurm as always), recorded like any other
 run (tag ``damnit/trigger=reprocess-direct``), so the UI shows the materialisations and
 the runs. Each run's user code still runs in its own forked child, one per core; the
 command forks them from its evaluation server (:mod:`.execution.fork_server`), so this

@@ -367,3 +367,14 @@ def test_stale_variables_recomputed_in_slurm_read_their_inputs_from_the_run_file
             k: before[r][k] for k in ("job", "task", "started")}
         log = (folder / "process_logs" / f"r{r}-p{PROPOSAL}.out").read_text()
         assert "(job id: " in log.rsplit("----- Processing", 1)[1]
+
+
+def test_the_run_queue_starts_one_slurm_reprocess_run_at_a_time(tmp_path):
+    """A long reprocess on Slurm is several Dagster runs, each with its own array: the
+    instance's run queue starts one at a time, so concurrent_jobs still bounds the tasks."""
+    from damnit_dagster.defs import tags
+
+    (tmp_path / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+    assert {"key": tags.EXECUTOR, "value": "slurm", "limit": 1} in limits
