@@ -5,7 +5,8 @@
 partitions, registers one asset backfill on the instance — the daemon turns it into
 Dagster runs over contiguous ranges of runs, each of at most
 :data:`~damnit_dagster.defs.partitions.VALUES_PER_DAGSTER_RUN` values, thanks to the
-assets' ``BackfillPolicy.multi_run`` — and reports progress from the events of the backfill's runs until every run is accounted for.
+assets' ``BackfillPolicy.multi_run`` — and reports progress from the events of the
+backfill's runs until every run is accounted for.
 Runs without proc data fall back to their raw variables (the step's runner does that).
 """
 from __future__ import annotations

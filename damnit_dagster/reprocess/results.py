@@ -62,8 +62,9 @@ def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
 class ResultCollector:
     """Per-run results, read from the materialization and check events of Dagster runs.
 
-    :meth:`add` takes events in hand; :meth:`update` reads only the events written since its last call (a cursor per
-    Dagster run), so following a long reprocess costs little.
+    :meth:`add` takes events in hand; :meth:`update` reads only the events written
+    since its last call (a cursor per Dagster run), so following a long reprocess
+    costs little.
     """
 
     _TYPES = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION,
