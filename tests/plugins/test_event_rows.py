@@ -83,6 +83,28 @@ def tables(path: Path) -> dict[str, list]:
         conn.close()
 
 
+def both_storages(tmp_path: Path, before, batch):
+    """Dagster's storage in ``stock/`` with ``before`` and ``batch`` stored one at a time,
+    ours in ``ours/`` with only ``before``."""
+    stock = SqliteEventLogStorage(str(tmp_path / "stock"))
+    ours = KeptOpenSqliteEventLogStorage(str(tmp_path / "ours"))
+    for event in before:
+        stock.store_event(event)
+        ours.store_event(event)
+    for event in batch:
+        stock.store_event(event)
+    return stock, ours
+
+
+def assert_same_rows(tmp_path: Path) -> None:
+    """Dagster's storage (``stock/``) and ours (``ours/``) hold the same tables and rows."""
+    for shard in ("index.db", f"{RUN_ID}.db"):
+        expected, got = tables(tmp_path / "stock" / shard), tables(tmp_path / "ours" / shard)
+        assert got.keys() == expected.keys()
+        for name in expected:
+            assert got[name] == expected[name], (shard, name)
+
+
 @pytest.fixture
 def events():
     """Before: a planned check and an earlier materialisation; then one run's batch."""
@@ -96,13 +118,7 @@ def events():
 
 def test_a_batch_writes_the_rows_dagster_writes_one_at_a_time(tmp_path, events):
     before, batch = events
-    stock = SqliteEventLogStorage(str(tmp_path / "stock"))
-    ours = KeptOpenSqliteEventLogStorage(str(tmp_path / "ours"))
-    for event in before:
-        stock.store_event(event)
-        ours.store_event(event)
-    for event in batch:
-        stock.store_event(event)
+    stock, ours = both_storages(tmp_path, before, batch)
     with ours.stored_together():
         for event in batch:
             ours.store_event(event)
@@ -110,11 +126,7 @@ def test_a_batch_writes_the_rows_dagster_writes_one_at_a_time(tmp_path, events):
             tables(tmp_path / "stock" / f"{RUN_ID}.db")["event_logs"][:len(before)]
     ours.dispose()
     stock.dispose()
-    for shard in ("index.db", f"{RUN_ID}.db"):
-        expected, got = tables(tmp_path / "stock" / shard), tables(tmp_path / "ours" / shard)
-        assert got.keys() == expected.keys()
-        for name in expected:
-            assert got[name] == expected[name], (shard, name)
+    assert_same_rows(tmp_path)
     assert len(tables(tmp_path / "ours" / "index.db")["asset_check_executions"]) == 2
 
 
@@ -124,20 +136,11 @@ def test_a_new_runs_planned_events_are_written_as_dagster_writes_them(tmp_path):
     before = [materialization("a", "2")]   # an asset with an earlier materialisation
     batch = [planned_materialization("a", keys=["1", "2"]), planned_materialization("b", "1"),
              planned_check("a", keys=["1", "2"]), planned_check("b")]
-    stock = SqliteEventLogStorage(str(tmp_path / "stock"))
-    ours = KeptOpenSqliteEventLogStorage(str(tmp_path / "ours"))
-    for event in before:
-        stock.store_event(event)
-        ours.store_event(event)
-    for event in batch:
-        stock.store_event(event)
+    stock, ours = both_storages(tmp_path, before, batch)
     ours.store_event_batch(batch)
     ours.dispose()
     stock.dispose()
-    for shard in ("index.db", f"{RUN_ID}.db"):
-        expected, got = tables(tmp_path / "stock" / shard), tables(tmp_path / "ours" / shard)
-        for name in expected:
-            assert got[name] == expected[name], (shard, name)
+    assert_same_rows(tmp_path)
     executions = tables(tmp_path / "ours" / "index.db")["asset_check_executions"]
     assert sorted((e["asset_key"], e["partition"]) for e in executions) == [
         ('["p1", "a"]', "1"), ('["p1", "a"]', "2"), ('["p1", "b"]', "1")]
