@@ -89,8 +89,7 @@ class ResultCollector:
             while True:
                 page = instance.get_records_for_run(run_id, cursor=self._cursors.get(run_id),
                                                     of_type=self._TYPES, limit=1000)
-                for record in page.records:
-                    self._add(record.event_log_entry.dagster_event)
+                self.add(record.event_log_entry.dagster_event for record in page.records)
                 self._cursors[run_id] = page.cursor
                 if not page.has_more:
                     break
