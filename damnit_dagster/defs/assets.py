@@ -42,6 +42,7 @@ from damnit_dagster.defs.resources import DamnitFolder
 from damnit_dagster.defs.slurm_step import on_slurm
 from damnit_dagster.defs.tags import (
     CALIBRATION,
+    EVENT_ID,
     EXECUTOR,
     INPUTS,
     PROCESSING,
@@ -167,6 +168,8 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
         run_key = run_tags.get(RUN_KEY_TAG) or run_tags.get(PROCESSING)
         stored_inputs = (run_tags.get(INPUTS) == STORED
                          or run_tags.get(TRIGGER) == CALIBRATION)
+        head_start = (bucket == LOCAL and EVENT_ID in run_tags and len(runs) == 1
+                      and not stored_inputs)
         versions = Versions({n: v["code_version"] for n, v in variables.items()}, parents,
                             context.run.run_id)
 
@@ -175,7 +178,7 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
                             context_python=python, settings=settings, cluster=bucket == CLUSTER,
                             processing_id=processing_id(run_key, run) if run_key else None,
                             stored_inputs=stored_inputs, versions=versions,
-                            evaluator=evaluator)
+                            evaluator=evaluator, head_start=head_start)
 
         def finished(outcomes):
             # a line per run, gathered into one log entry per LOG_EVERY seconds: each
@@ -209,6 +212,27 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
                                          "be processed:\n" + "\n".join(not_processed))
 
     return compute
+
+
+def head_starter(snapshot: ContextSnapshot, proposal: int, damnit: DamnitFolder,
+                 trigger: str = "raw") -> Callable[[int], bool]:
+    """``start(run)``: ask the backend's warm process to evaluate now what the step of
+    the ``trigger`` job will evaluate for ``run`` (:mod:`damnit_dagster.execution.head_start`),
+    which that step then takes over; False when it cannot be asked."""
+    from damnit_dagster.execution import head_start
+    from damnit_dagster.execution.process_run import same_interpreter
+
+    chosen = [v for v in saved_variables(snapshot.variables)
+              if bucket_of(v) == LOCAL and v["data"] == trigger]
+
+    def start(run: int) -> bool:
+        if not chosen or not same_interpreter(damnit.context_python()):
+            return False
+        return head_start.request(damnit_dir=damnit.path, proposal=proposal, run=run,
+                                  context_path=evaluation_path(snapshot),
+                                  variables=[v["name"] for v in chosen],
+                                  data=trigger_for(chosen), settings=damnit.settings())
+    return start
 
 
 def context_file_asset(snapshot: ContextSnapshot, proposal: int) -> dg.AssetSpec:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from damnit_dagster.defs.assets import build_assets
+from damnit_dagster.defs.assets import build_assets, head_starter
 from damnit_dagster.defs.context_source import load_context, variable_syncer
 from damnit_dagster.defs.io_manager import DamnitIOManager
 from damnit_dagster.defs.jobs import build_jobs, job_name
@@ -59,7 +59,8 @@ def build_definitions(damnit_dir, *, state_dir=None, evaluate=evaluate_and_store
             proposal=proposal, inbox_path=inbox_path(), partitions_def=runs_partitions(proposal),
             jobs=[j for j in jobs if j.name in {job_name(t, c) for t in ("raw", "proc")
                                                 for c in (False, True)}],
-            proposal_dir=_proposal_dir(proposal), gui=lambda: gui_updates(paths)))
+            proposal_dir=_proposal_dir(proposal), gui=lambda: gui_updates(paths),
+            head_start=head_starter(snapshot, proposal, DamnitFolder(path=str(paths.root)))))
     return dg.Definitions(
         assets=build_assets(snapshot, proposal, evaluate, slurm_array), jobs=[*jobs, trim_instance],
         sensors=sensors, schedules=[retention_schedule],

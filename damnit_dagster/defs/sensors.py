@@ -133,7 +133,8 @@ def announce_pending(gui: GuiUpdates, proposal: int, batch: list[RunEvent],
 def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicPartitionsDefinition,
                        jobs, proposal_dir: Path | None,
                        settings: EventSensorSettings = EventSensorSettings(),
-                       gui: Callable[[], GuiUpdates] | None = None) -> dg.SensorDefinition:
+                       gui: Callable[[], GuiUpdates] | None = None,
+                       head_start: Callable[[int], bool] | None = None) -> dg.SensorDefinition:
     """The sensor for one proposal reading the inbox at ``inbox_path``.
 
     ``jobs`` must contain the jobs named ``raw`` and ``proc``; when it also has
@@ -141,6 +142,8 @@ def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicP
     event requests that follow-up run too, as DAMNIT submits its second Slurm job.
     ``proposal_dir`` is where the run folders appear (None skips the folder check).
     ``gui()`` gives the folder's :class:`GuiUpdates`, told each request is ``PENDING``.
+    ``head_start(run)`` starts evaluating a lone migration event's run at once, for its
+    step to take over (``defs.assets.head_starter``).
     """
     job_names = {job.name for job in jobs}
 
@@ -193,6 +196,8 @@ def build_event_sensor(*, proposal: int, inbox_path, partitions_def: dg.DynamicP
             requests += batch_requests
             if updates is not None:
                 announce_pending(updates, proposal, batch, batch_requests)
+            if head_start is not None and len(batch) == 1 and batch[0].data == "raw":
+                head_start(batch[0].run)
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=(

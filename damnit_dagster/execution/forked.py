@@ -192,17 +192,22 @@ class ForkedEvaluator:
             child["inputs_from"] = str(request.inputs_from)
         end = (self.server.evaluate(**child) if self.server is not None
                else evaluate_in_child(**child))
-        output = _new_output(log, start)
+        return self.ended(request, end, _new_output(log, start), echo)
+
+    def ended(self, request: Request, end: dict, output: str, echo,
+              duration: float | None = None) -> Ended:
+        """How the child that wrote ``output`` ended (``end``: as
+        :func:`evaluate_in_child` returns it); ``output`` is copied to ``echo``."""
         if echo is not None:
             echo.write(output)
             echo.flush()
         if end["exit"] == 0 and not end["timed_out"]:
-            return Ended(ok=True)
+            return Ended(ok=True, duration=duration)
         stopped = (self.limits.timed_out() if end["timed_out"]
                    else process_end(request.run, end["exit"], self.limits))
         if end["exit"] > 0 and (error := _raised(output)):
             stopped += f" ({error})"
-        return Ended(ok=False, stopped=stopped, timed_out=end["timed_out"])
+        return Ended(ok=False, stopped=stopped, timed_out=end["timed_out"], duration=duration)
 
 
 def _new_output(log: Path, start: int) -> str:

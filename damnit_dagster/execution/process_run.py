@@ -22,6 +22,8 @@ from pathlib import Path
 from damnit_dagster.events.gui_updates import GuiUpdates
 from damnit_dagster.execution import process_log
 from damnit_dagster.execution.evaluator import Evaluator, ExecutionError, Request, evaluate
+from damnit_dagster.execution.forked import ForkedEvaluator
+from damnit_dagster.execution.head_start import take_over
 from damnit_dagster.storage.database import DamnitDB
 from damnit_dagster.storage.layout import DamnitPaths
 from damnit_dagster.storage.provenance import Versions, new_records, stored_records
@@ -68,7 +70,6 @@ def evaluator_for(*, cluster: bool, context_python: str | None, settings: dict,
     a child forked from this process (or ``server``) when ``context_python`` is this
     interpreter, else that interpreter."""
     from damnit_dagster.execution.context_python import SubprocessEvaluator
-    from damnit_dagster.execution.forked import ForkedEvaluator
     from damnit_dagster.execution.slurm import SlurmEvaluator
 
     if cluster:
@@ -83,7 +84,8 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
                        cluster: bool = False, server=None,
                        processing_id: str | None = None, stored_inputs: bool = False,
                        versions: Versions | None = None,
-                       evaluator: Evaluator | None = None) -> RunOutcome:
+                       evaluator: Evaluator | None = None,
+                       head_start: bool = False) -> RunOutcome:
     """Evaluate ``variables`` (names; their dependencies are added back) of ``run`` with
     trigger ``data`` (raw/proc/all), store the results, and report what happened. With
     ``stored_inputs``, the saved variables they depend on are read from the run's file
@@ -92,7 +94,9 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
     ``outcome.records``.
     Evaluations in this interpreter are forked from ``server`` when given (see
     :mod:`.fork_server`), else from this process; ``evaluator`` overrides the choice (the
-    run's task of a Slurm job array).
+    run's task of a Slurm job array). With ``head_start`` (a live run), an evaluation of
+    the same request started when the event arrived is taken over
+    (:mod:`.head_start`).
 
     DAMNIT's GUI gets ``processing_state_set`` RUNNING (``processing_id``, by default a new
     one), ``run_values_updated`` after the store, and ``processing_finished`` in any case.
@@ -112,6 +116,8 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
     try:
         evaluator = evaluator or evaluator_for(cluster=cluster, context_python=context_python,
                                                settings=settings or {}, server=server)
+        if head_start and isinstance(evaluator, ForkedEvaluator):
+            evaluator = take_over(request, evaluator) or evaluator
         announce(gui, evaluator, processing_id, request)
         evaluation = evaluate(evaluator, request)
         report = evaluation.report

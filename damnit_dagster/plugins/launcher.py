@@ -74,6 +74,11 @@ DEFAULT_PRELOAD = (
 #: ``module:function`` the zygote calls once its modules are imported (if that module is):
 #: the renderer's warm-up, and the folder's context file loaded for the run workers.
 WARM_UPS = ("context_loader.runner:warm_up", "damnit_dagster.execution.forked:warm_up_folder")
+#: ``module:function(close_in_child)`` the zygote calls once warm: each gives a service
+#: (``fileno()``, ``handle()``: its children close the ``close_in_child`` descriptors)
+#: whose requests it takes next to its own, or None. Evaluations started when an event
+#: arrives, taken over by the run's step.
+SERVICES = ("damnit_dagster.execution.head_start:serve",)
 #: ``module:function`` the zygote calls before its preload: the science stack's first
 #: import, under the host-wide lock that code servers take too.
 FIRST_IMPORT = "damnit_dagster.execution.science_import:import_science_stack"
@@ -121,8 +126,8 @@ def _fork_run(request: dict) -> int:
     try:  # the child: a normal process again, then the run
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        os.close(_FDS[0])
-        os.close(_FDS[1])
+        for fd in _FDS:
+            os.close(fd)
         if request.get("nice"):
             os.nice(request["nice"])
         code = _run_worker(request["run_id"], request["instance_ref"])
@@ -206,18 +211,43 @@ def zygote_main(request_fd: int, answer_fd: int, preload: Sequence[str]) -> None
     except Exception as e:  # the children will meet the problem again and report it
         print(f"damnit_dagster.plugins.launcher: warm-up failed: {type(e).__name__}: {e}",
               file=sys.stderr)
+    services = _start_services()
     gc.collect()
     gc.freeze()   # the preloaded objects are never collected: children keep them shared
     answers.write(json.dumps({"ready": os.getpid()}) + "\n")
     answers.flush()
-    for line in requests:
+    while True:   # one request line at a time: the launcher waits for each answer
+        ready, _, _ = select.select([requests, *services], [], [])
+        for source in ready:
+            if source is not requests:
+                source.handle()
+                continue
+            line = requests.readline()
+            if not line:
+                return
+            try:
+                pid = _fork_run(json.loads(line))
+                answer = {"pid": pid, "start": process_start_time(pid)}
+            except Exception as e:
+                answer = {"error": f"{type(e).__name__}: {e}"}
+            answers.write(json.dumps(answer) + "\n")
+            answers.flush()
+
+
+def _start_services() -> list:
+    """The :data:`SERVICES` that start; their descriptors are closed in run workers."""
+    services = []
+    for hook in SERVICES:
+        module, function = hook.split(":")
         try:
-            pid = _fork_run(json.loads(line))
-            answer = {"pid": pid, "start": process_start_time(pid)}
-        except Exception as e:
-            answer = {"error": f"{type(e).__name__}: {e}"}
-        answers.write(json.dumps(answer) + "\n")
-        answers.flush()
+            service = getattr(importlib.import_module(module), function)(tuple(_FDS))
+        except Exception as e:  # the runs do without it
+            print(f"damnit_dagster.plugins.launcher: not serving {hook}: {e}", file=sys.stderr)
+            continue
+        if service is not None:
+            services.append(service)
+            _FDS.append(service.fileno())
+    return services
 
 
 # --------------------------------------------------------------------------- launcher side
