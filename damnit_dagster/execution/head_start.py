@@ -37,6 +37,9 @@ from damnit_dagster.storage.leftovers import new_fragment
 MARKER = ".head-"
 #: ``struct ucred`` (pid, uid, gid) of a request's sender.
 _CREDS = struct.Struct("3i")
+#: Head starts running at once, at most (the run queue's slots for local runs): more
+#: requests are dropped, and their steps evaluate as usual.
+MAX_RUNNING = 2
 #: How often the step looks whether the head start it took over has ended.
 POLL_SECONDS = 0.005
 
@@ -91,6 +94,7 @@ class Server:
         self._sock.bind("\0" + where)
         self._damnit_dir = str(Path(damnit_dir).resolve())
         self._close_in_child = tuple(close_in_child)
+        self._running: list[tuple[int, str]] = []
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -108,7 +112,14 @@ class Server:
                    if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS]
         if senders != [os.getuid()] or message.get("damnit_dir") != self._damnit_dir:
             return
-        if os.fork() == 0:
+        self._running = [p for p in self._running if process_start_time(p[0]) == p[1]]
+        if len(self._running) >= MAX_RUNNING:
+            return
+        pid = os.fork()
+        if pid:
+            if start := process_start_time(pid):   # None: already over
+                self._running.append((pid, start))
+        else:
             code = 1
             try:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -217,8 +228,13 @@ class HeadStartEvaluator(ForkedEvaluator):
 
     def run(self, request: Request, *, fragment: Path, report: Path, log: Path,
             echo) -> Ended:
-        end = self._wait()
         head_log = _log_of(self.head_fragment)
+        try:
+            end = self._wait()
+        except BaseException:   # the step is cancelled: so is what it took over
+            if process_start_time(self.owner[0]) == self.owner[1]:
+                os.kill(self.owner[0], signal.SIGKILL)   # its child dies with it
+            raise
         try:
             if end is None:   # it died: evaluate here instead
                 return super().run(request, fragment=fragment, report=report, log=log,

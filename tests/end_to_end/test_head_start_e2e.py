@@ -64,7 +64,7 @@ def test_a_live_run_is_evaluated_once_from_when_its_event_arrived(tmp_path, damn
     with running_backend(folder, home, instance_config=FORK_LAUNCHER) as backend:
         backend.wait_for_sensor()
         deadline = time.monotonic() + 120
-        while not serving(head_start.address(wake_address(inbox_path()))):   # the warm process is up
+        while not serving(head_start.address(wake_address(inbox_path()))):   # warm process up
             assert time.monotonic() < deadline, backend.log()[-3000:]
             time.sleep(0.1)
         for run in (1, 2):

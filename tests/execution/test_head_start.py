@@ -186,3 +186,23 @@ def test_without_a_backend_nothing_is_asked(folder, monkeypatch):
     assert not ask(folder, ["twice"])
     monkeypatch.setenv("DAMNIT_WAKE_ADDRESS", f"nobody-{uuid.uuid4().hex}")
     assert not ask(folder, ["twice"])
+
+
+def test_at_most_two_head_starts_run_at_once(folder, warm_process):
+    warm_process(HEAD_START_SLOW="1")
+
+    def markers():
+        return {int(p.name.split("_r")[1].split(".")[0]): p for p in head_files(folder)
+                if p.name.split(".")[-1].startswith("head-")}
+
+    assert ask(folder, ["counted"], run=1) and ask(folder, ["counted"], run=2)
+    wait_for(lambda: len(markers()) == 2)
+    assert ask(folder, ["counted"], run=3)        # dropped: two are running
+    time.sleep(2)                                 # (served in milliseconds)
+    assert set(markers()) == {1, 2}
+    first = json.loads(markers()[1].read_text())["pid"]
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{first}").exists())
+    assert ask(folder, ["counted"], run=4)        # a slot is free again
+    wait_for(lambda: 4 in markers())
+    assert set(markers()) == {1, 2, 4}
