@@ -21,6 +21,10 @@ daemon, see :meth:`ForkServerRunLauncher.prewarm`), restarted if it died, and ex
 the launching process exits. Children stay
 in the zygote's process group, so stopping the backend's process group stops them too.
 
+The zygote also serves :data:`SERVICES` next to its launcher's requests: evaluations of
+live runs started when their event arrives (``execution/head_start.py``), forked from it
+as the run workers are.
+
 Instance configuration (``dagster.yaml``)::
 
     run_launcher:
