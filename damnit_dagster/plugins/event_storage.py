@@ -82,6 +82,16 @@ from damnit_dagster.plugins.process_engines import BaseDirConfigurable, ProcessE
 
 #: Run shards kept open per process besides the index shard.
 OPEN_RUN_SHARDS = 8
+#: The SQLite page size of a new index shard. A materialisation's row is a little over
+#: half of SQLite's default page, so at the default each takes a page of its own; larger
+#: pages hold several. Run shards keep the default: each table and index of an empty
+#: shard takes a page, which larger pages would make a cost of every Dagster run. A
+#: database keeps the page size it was created with (in WAL mode even VACUUM keeps it),
+#: so an existing index stays as it is (benchmarks/results.md: bytes per value).
+INDEX_PAGE_SIZE = 16384
+#: The write-ahead log's checkpoint threshold in bytes: SQLite's default (its default
+#: number of pages of its default size) whatever a database's page size.
+WAL_AUTOCHECKPOINT_BYTES = 1000 * 4096
 #: The name of a new run shard's template in the event log's folder, then its versions.
 TEMPLATE_PREFIX = ".empty-run-shard-dagster-"
 
@@ -101,6 +111,14 @@ def _stamped(path: str, check: bool = False) -> bool:
 
 def _set_pragmas(dbapi_connection, _record) -> None:
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+    page_size = dbapi_connection.execute("PRAGMA page_size").fetchone()[0]
+    dbapi_connection.execute(
+        f"PRAGMA wal_autocheckpoint={max(1, WAL_AUTOCHECKPOINT_BYTES // page_size)}")
+
+
+def _set_index_page_size(dbapi_connection, _record) -> None:
+    """The page size of an index shard still empty (one with tables ignores it)."""
+    dbapi_connection.execute(f"PRAGMA page_size={INDEX_PAGE_SIZE}")
 
 
 #: Dagster's switch for writing batches of events (a new run's planned materialisations
@@ -155,6 +173,13 @@ class KeptOpenSqliteEventLogStorage(BaseDirConfigurable, SqliteEventLogStorage):
         if _stamped(path):
             return
         self._initdb_at(self.conn_string_for_shard(shard))
+
+    def _initdb(self, engine: Engine, for_index_shard: bool = False) -> None:
+        """Dagster's ``_initdb``; a new index shard's tables are created in pages of
+        :data:`INDEX_PAGE_SIZE` (made by Dagster's ``__init__``, or by ``_init_shard``)."""
+        if for_index_shard or Path(engine.url.database).name == f"{INDEX_SHARD_NAME}.db":
+            db.event.listen(engine, "connect", _set_index_page_size)
+        super()._initdb(engine, for_index_shard)
 
     def _initdb_at(self, conn_string: str) -> None:
         """Dagster's own initialisation of the database at ``conn_string``."""

@@ -12,7 +12,10 @@ import dagster as dg
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
 
-from damnit_dagster.plugins.event_storage import KeptOpenSqliteEventLogStorage
+from damnit_dagster.plugins.event_storage import (
+    INDEX_PAGE_SIZE,
+    KeptOpenSqliteEventLogStorage,
+)
 from support.paths import REPO
 
 partitions = dg.StaticPartitionsDefinition(["1", "2", "3"])
@@ -241,6 +244,29 @@ def test_new_run_shards_are_copies_of_dagsters_empty_shard(tmp_path, monkeypatch
         types = [e["__typename"] for e in result.data["logsForRun"]["events"]]
         assert "MaterializationEvent" in types and "ExecutionStepSuccessEvent" in types
         assert len(types) == len(logs)
+
+
+def page_size(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("PRAGMA page_size").fetchone()[0]
+
+
+def test_a_new_index_shard_has_larger_pages(tmp_path):
+    """A new index shard is made in pages of ``INDEX_PAGE_SIZE`` (several materialisations a
+    page); run shards keep SQLite's default; an index made by Dagster's own storage keeps
+    its pages and its events."""
+    storage = KeptOpenSqliteEventLogStorage(str(tmp_path / "ours"))
+    storage.store_event(user_message("run-1", "first"))
+    storage.dispose()
+    assert page_size(tmp_path / "ours" / "index.db") == INDEX_PAGE_SIZE != 4096
+    assert page_size(tmp_path / "ours" / "run-1.db") == 4096
+
+    SqliteEventLogStorage(str(tmp_path / "stock")).dispose()
+    storage = KeptOpenSqliteEventLogStorage(str(tmp_path / "stock"))
+    storage.store_event(user_message("run-3", "on Dagster's index"))
+    assert [e.user_message for e in storage.get_logs_for_run("run-3")] == ["on Dagster's index"]
+    storage.dispose()
+    assert page_size(tmp_path / "stock" / "index.db") == 4096
 
 
 def test_a_missing_or_damaged_template_is_made_again(tmp_path, monkeypatch):
