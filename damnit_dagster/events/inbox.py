@@ -86,12 +86,13 @@ def wake_address(inbox_path) -> str:
     return f"damnit-dagster-inbox-{digest}"
 
 
-def ring(address: str) -> None:
-    """Tell whoever listens at ``address`` that an event was stored (never blocks)."""
+def ring(address: str, what: bytes = b"!") -> None:
+    """Tell whoever listens at ``address`` that an event was stored, or something else
+    that ``what`` says (``damnit_dagster.plugins.wakeup.BACKFILL_RING``); never blocks."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         try:
-            sock.sendto(b"!", "\0" + address)
+            sock.sendto(what, "\0" + address)
         except OSError:  # nobody listens, or a ring is already pending
             pass
 

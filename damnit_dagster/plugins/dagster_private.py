@@ -51,8 +51,9 @@ NAMES: dict[str, tuple[str, str | None]] = {
     "sensor_daemon": ("dagster._daemon.sensor", None),
     "daemon_controller": ("dagster._daemon.controller", None),
     "dagster_daemon_main": ("dagster._daemon.cli", "main"),
-    # waking the sensor and run-queue loops (wakeup.py)
+    # waking the sensor, run-queue and backfill loops (wakeup.py)
     "daemon_classes": ("dagster._daemon.daemon", None),
+    "BackfillDaemon": ("dagster._daemon.daemon", "BackfillDaemon"),
     "QueuedRunCoordinatorDaemon": ("dagster._daemon.run_coordinator.queued_run_coordinator_daemon",
                                    "QueuedRunCoordinatorDaemon"),
     "QueuedRunCoordinator": ("dagster._core.run_coordinator.queued_run_coordinator",

@@ -7,6 +7,8 @@ Two signals, both inside the daemon process (``python -m damnit_dagster.plugins.
   (:func:`damnit_dagster.events.inbox.wake_address`). A ring wakes the sensor loop at once,
   lets the sensor tick even within its ``minimum_interval_seconds``, and keeps the loop
   fast for :data:`HOT_SECONDS` (a tick already in flight is followed by another);
+* a ring saying ``BACKFILL_RING`` (``reprocess`` added a backfill) wakes the backfill
+  loop instead, which starts the backfill's runs at once;
 * **runs submitted**: :class:`WakingQueuedRunCoordinator` is Dagster's
   ``QueuedRunCoordinator`` that also wakes the run-queue loop of its own process, so a run
   the sensor queues is dequeued (priority, limits: Dagster's own) without waiting for the
@@ -33,6 +35,11 @@ HOT_SECONDS = 2.0
 
 #: Set when a run is submitted in this process; the run-queue loop waits on it.
 RUNS_SUBMITTED = threading.Event()
+#: What a ring says when a backfill was added (any other ring: an event was stored).
+BACKFILL_RING = b"backfill"
+#: Set when the doorbell says a backfill was added (``BACKFILL_RING``); the backfill loop
+#: waits on it.
+BACKFILL_ADDED = threading.Event()
 
 
 class Doorbell:
@@ -48,9 +55,12 @@ class Doorbell:
     def _listen(self) -> None:
         while True:
             try:
-                self._sock.recv(64)
+                message = self._sock.recv(64)
             except OSError:
                 return
+            if message == BACKFILL_RING:
+                BACKFILL_ADDED.set()
+                continue
             self.last_ring = time.time()
             self.rung.set()
 
@@ -110,6 +120,26 @@ def waking_queue_loop(self, workspace_process_context, shutdown_event):
         yield None
 
 
+class ShutdownOrWake:
+    """The daemon's shutdown event, whose ``wait`` also returns when ``wake`` is set (and
+    then clears it): the backfill loop waits on it between its passes."""
+
+    def __init__(self, shutdown: threading.Event, wake: threading.Event):
+        self._shutdown, self._wake = shutdown, wake
+
+    def is_set(self) -> bool:
+        return self._shutdown.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while not self._shutdown.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._wake.wait(min(left, 0.5)):
+                break
+        self._wake.clear()
+        return self._shutdown.is_set()
+
+
 class WakingQueuedRunCoordinator(QueuedRunCoordinator):
     """Dagster's run queue; a run submitted in the daemon's process is dequeued at once.
 
@@ -127,14 +157,23 @@ class WakingQueuedRunCoordinator(QueuedRunCoordinator):
 
 
 def install(address: str | None) -> Doorbell | None:
-    """Patch the daemon's run-queue loop, and its sensor loop to the doorbell at ``address``."""
+    """Patch the daemon's run-queue and backfill loops, and its sensor loop to the doorbell
+    at ``address``."""
     from damnit_dagster.plugins.dagster_private import (
+        BackfillDaemon,
         QueuedRunCoordinatorDaemon,
         daemon_classes,
         sensor_daemon,
     )
 
     QueuedRunCoordinatorDaemon.core_loop = waking_queue_loop
+    backfill_core_loop = BackfillDaemon.core_loop
+
+    def backfill_loop(self, workspace_process_context, shutdown_event):
+        return backfill_core_loop(self, workspace_process_context,
+                                  ShutdownOrWake(shutdown_event, BACKFILL_ADDED))
+
+    BackfillDaemon.core_loop = backfill_loop
     if not address:
         return None
     try:

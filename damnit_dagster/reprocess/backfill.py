@@ -23,6 +23,7 @@ from damnit_dagster.defs import tags
 from damnit_dagster.defs.assets import variable_key
 from damnit_dagster.defs.definitions import build_definitions
 from damnit_dagster.defs.partitions import add_runs
+from damnit_dagster.events.inbox import ring, wake_address
 from damnit_dagster.plugins.dagster_private import (  # what the UI's backfill button makes
     BACKFILL_ID_TAG,
     BULK_ACTION_TERMINAL_STATUSES,
@@ -30,6 +31,8 @@ from damnit_dagster.plugins.dagster_private import (  # what the UI's backfill b
     PartitionBackfill,
     make_new_backfill_id,
 )
+from damnit_dagster.plugins.home import inbox_path
+from damnit_dagster.plugins.wakeup import BACKFILL_RING
 from damnit_dagster.reprocess.results import Progress, ResultCollector, RunResult
 from damnit_dagster.reprocess.selection import announce_queued, selection
 from damnit_dagster.storage.layout import DamnitPaths
@@ -46,7 +49,7 @@ def _daemon_alive(instance: dg.DagsterInstance) -> bool:
 
 def reprocess(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
               progress: Callable[[Progress], None] | None = None,
-              instance: dg.DagsterInstance | None = None, poll: float = 1.0,
+              instance: dg.DagsterInstance | None = None, poll: float = 0.5,
               timeout: float | None = None, executor: str = "local") -> dict[int, RunResult]:
     """Recompute ``variables``/``match`` (default: every variable of trigger ``data``) for
     ``runs`` (``"all"`` = every run in ``runs.sqlite``, or numbers/ranges, see
@@ -79,6 +82,7 @@ def reprocess(damnit_dir, runs, *, match=(), variables=(), data: str = "all",
             description=f"runs {run_list[0]}..{run_list[-1]}; variables: {', '.join(names)}",
             run_config=None)
         instance.add_backfill(backfill)
+        ring(wake_address(inbox_path()), BACKFILL_RING)   # the daemon starts it at once
         gui = announce_queued(paths, proposal, run_list, f"reprocess-{backfill_id}", data)
         interrupted = threading.Event()
         try:

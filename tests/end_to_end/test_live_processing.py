@@ -175,3 +175,26 @@ def test_a_backend_killed_in_the_middle_of_a_batch_loses_no_event(folder, tmp_pa
     killed = [r for r in runs if "dagster/parent_run_id" not in r.tags]
     assert len(killed) == 1 and killed[0].status == dg.DagsterRunStatus.FAILURE
     assert any(r.tags.get("dagster/parent_run_id") == killed[0].run_id for r in runs)
+
+
+def test_a_reprocess_starts_at_once_not_at_the_backfill_loops_next_pass(folder, tmp_path):
+    env = {"DAMNIT_BACKFILL_LOOP_SECONDS": "600"}   # only the command's ring can start it
+    with running_backend(folder, tmp_path / "home", instance_config=FORK_LAUNCHER,
+                         env=env) as backend:
+        backend.wait_for_sensor()
+        with backend.instance() as instance:   # the backfill loop's first pass is over
+            wait_until(lambda: "BACKFILL" in instance.get_daemon_heartbeats(), backend,
+                       "no backfill loop")
+        time.sleep(1)
+        t0 = time.monotonic()
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "damnit-dagster"), "--dir", str(folder),
+             "reprocess", "100-103"], capture_output=True, text=True, timeout=300,
+            env={**os.environ, **env})
+        took = time.monotonic() - t0
+        with backend.instance() as instance:
+            backfills = instance.get_backfills()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert took < 120
+    assert len(backfills) == 1      # the backend's daemon did the work
+    assert all(stored(folder, r)["run_no"] == r for r in range(100, 104))

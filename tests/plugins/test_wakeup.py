@@ -38,3 +38,22 @@ def test_reprocessing_runs_are_niced():
     assert low_priority_nice({"dagster/priority": "-10"}) == LOW_PRIORITY_NICE
     assert low_priority_nice({"dagster/priority": "10"}) == 0
     assert low_priority_nice({}) == 0
+
+
+
+def test_a_backfill_ring_wakes_the_backfill_loop_not_the_sensor(tmp_path):
+    from damnit_dagster.events.inbox import ring
+    from damnit_dagster.plugins.wakeup import BACKFILL_ADDED, BACKFILL_RING, ShutdownOrWake
+
+    address = wake_address(tmp_path / "events.sqlite")
+    doorbell = Doorbell(address)
+    shutdown = threading.Event()
+    BACKFILL_ADDED.clear()
+    t0 = time.monotonic()
+    threading.Timer(0.2, ring, (address, BACKFILL_RING)).start()
+    assert ShutdownOrWake(shutdown, BACKFILL_ADDED).wait(600) is False
+    assert time.monotonic() - t0 < 60             # woken, not timed out
+    assert not BACKFILL_ADDED.is_set()            # the next wait waits again
+    assert not doorbell.hot() and not doorbell.rung.is_set()   # the sensor was not woken
+    shutdown.set()
+    assert ShutdownOrWake(shutdown, BACKFILL_ADDED).wait(600) is True
