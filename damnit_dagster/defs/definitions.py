@@ -22,6 +22,7 @@ from damnit_dagster.defs.retention import retention_schedule, trim_instance
 from damnit_dagster.defs.sensors import build_event_sensor
 from damnit_dagster.defs.variables import CLUSTER, bucket_of, saved_variables
 from damnit_dagster.events.gui_updates import GuiUpdates
+from damnit_dagster.execution.describe import describe_apart, describe_file
 from damnit_dagster.execution.process_run import evaluate_and_store, same_interpreter
 from damnit_dagster.plugins.home import inbox_path
 from damnit_dagster.storage.database import DamnitDB
@@ -38,9 +39,12 @@ def _proposal_dir(proposal: int) -> Path | None:
 
 
 def build_definitions(damnit_dir, *, state_dir=None, evaluate=evaluate_and_store,
-                      with_sensor: bool = True, slurm_array=None) -> dg.Definitions:
+                      with_sensor: bool = True, slurm_array=None,
+                      describe=describe_file) -> dg.Definitions:
     """The Definitions for ``damnit_dir``; a broken ``context.py`` serves the last good one.
-    ``slurm_array``: a job array a ``reprocess --slurm`` command submitted already."""
+    ``slurm_array``: a job array a ``reprocess --slurm`` command submitted already.
+    ``describe`` describes a version of the context file not seen before (default: in
+    this process)."""
     paths = DamnitPaths(damnit_dir)
     with DamnitDB(paths.db_file) as db:
         proposal = db.proposal
@@ -48,7 +52,7 @@ def build_definitions(damnit_dir, *, state_dir=None, evaluate=evaluate_and_store
     if proposal is None:
         raise RuntimeError(f"{paths.db_file} has no proposal number in its metameta table")
 
-    snapshot = load_context(paths.root, state_dir=state_dir,
+    snapshot = load_context(paths.root, state_dir=state_dir, describe=describe,
                             on_new_version=variable_syncer(paths.root),
                             context_python=None if same_interpreter(python) else python)
     has_cluster = any(bucket_of(v) == CLUSTER for v in saved_variables(snapshot.variables))
@@ -77,9 +81,10 @@ def gui_updates(paths: DamnitPaths) -> GuiUpdates:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """Entry point for ``dagster dev -w workspace.yaml`` and the daemon."""
+    """Entry point for ``dagster dev -w workspace.yaml`` and the daemon: the code server,
+    which describes a new context file in a process of its own (and run workers)."""
     damnit_dir = os.environ.get("DAMNIT_DIR")
     if not damnit_dir:
         raise RuntimeError("Set DAMNIT_DIR to the DAMNIT folder to serve (the folder with "
                            "context.py and runs.sqlite)")
-    return build_definitions(damnit_dir)
+    return build_definitions(damnit_dir, describe=describe_apart)

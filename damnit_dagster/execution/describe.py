@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -52,6 +53,17 @@ def describe_file(path: Path, damnit_dir: Path, context_python: str | None = Non
         return {"ok": False, "problems": list(e.problems)}
     except (Exception, SystemExit, KeyboardInterrupt) as e:  # the user's top-level code
         return {"ok": False, "problems": [f"{path}: {type(e).__name__}: {e}"]}
+
+
+def describe_apart(path: Path, damnit_dir: Path, context_python: str | None = None) -> dict:
+    """:func:`describe_file` in a process of its own (``context_python``, default this
+    interpreter), so that this one never imports the user's code or the science stack
+    it uses: the code server, which keeps whatever it imports for as long as it serves.
+    Under the host's first-import lock, as that process may import ``extra`` first."""
+    from damnit_dagster.execution.science_import import first_import_lock
+
+    with first_import_lock(f"Describing {path}"):
+        return _describe_subprocess(path, damnit_dir, context_python or sys.executable)
 
 
 def _describe_subprocess(path: Path, damnit_dir: Path, context_python: str) -> dict:
