@@ -23,13 +23,12 @@ import os
 import signal
 import socket
 import struct
-import sys
 import time
 from pathlib import Path
 
 from damnit_dagster.execution.evaluator import Ended, Request, report_path
 from damnit_dagster.execution.forked import ForkedEvaluator, neighbours_stamp
-from damnit_dagster.plugins.launcher import process_start_time
+from damnit_dagster.plugins.launcher import exit_with, process_start_time
 from damnit_dagster.storage.layout import DamnitPaths
 from damnit_dagster.storage.leftovers import new_fragment
 
@@ -119,22 +118,15 @@ class Server:
         if pid:
             if start := process_start_time(pid):   # None: already over
                 self._running.append((pid, start))
-        else:
-            code = 1
-            try:
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                for fd in (self._sock.fileno(), *self._close_in_child):
-                    os.close(fd)
-                _evaluate(message)
-                code = 0
-            except BaseException:
-                import traceback
+            return
 
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
+        def evaluate() -> None:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for fd in (self._sock.fileno(), *self._close_in_child):
+                os.close(fd)
+            _evaluate(message)
+
+        exit_with(evaluate)
 
 
 def serve(close_in_child=()) -> Server | None:

@@ -44,8 +44,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
 
 from dagster import serialize_value
 
@@ -121,20 +121,13 @@ def _run_worker(run_id: str, instance_ref_json: str) -> int:
                                              set_exit_code_on_failure=False)
 
 
-def _fork_run(request: dict) -> int:
-    """Fork a child that runs one Dagster run; returns its pid (in the zygote)."""
-    pid = os.fork()
-    if pid:
-        return pid
+def exit_with(body: Callable[[], int | None]) -> NoReturn:
+    """End a forked child: its exit status is what ``body()`` returns (0 for None), 1 when
+    it raised (the traceback printed); the parent's exit handlers never run here."""
     code = 1
-    try:  # the child: a normal process again, then the run
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for fd in _FDS:
-            os.close(fd)
-        if request.get("nice"):
-            os.nice(request["nice"])
-        code = _run_worker(request["run_id"], request["instance_ref"])
+    try:
+        result = body()
+        code = 0 if result is None else result
     except BaseException:
         import traceback
 
@@ -143,6 +136,24 @@ def _fork_run(request: dict) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _fork_run(request: dict) -> int:
+    """Fork a child that runs one Dagster run; returns its pid (in the zygote)."""
+    pid = os.fork()
+    if pid:
+        return pid
+
+    def run() -> int:   # a normal process again, then the run
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for fd in _FDS:
+            os.close(fd)
+        if request.get("nice"):
+            os.nice(request["nice"])
+        return _run_worker(request["run_id"], request["instance_ref"])
+
+    exit_with(run)
 
 
 _FDS: list[int] = []
