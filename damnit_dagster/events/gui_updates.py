@@ -186,6 +186,18 @@ def publisher(brokers: list[str]) -> Publisher:
         return _publishers[key]
 
 
+def flush_all(timeout: float = 3.0) -> None:
+    """A process's last call: let its publishers send what they hold, connecting first if
+    they have not yet (a step that only stored a run evaluated before it started ends
+    before its publisher has reached the broker); a broker not reached within ``timeout``
+    seconds in all is given up."""
+    deadline = time.monotonic() + timeout
+    with _lock:
+        mine = [p for (pid, _), p in _publishers.items() if pid == os.getpid()]
+    for each in mine:
+        each.flush(max(0.0, deadline - time.monotonic()), connect=True)
+
+
 class GuiUpdates:
     """The update messages of one DAMNIT folder's database; without brokers, nothing."""
 

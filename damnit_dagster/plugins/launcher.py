@@ -83,6 +83,9 @@ WARM_UPS = ("context_loader.runner:warm_up", "damnit_dagster.execution.forked:wa
 #: whose requests it takes next to its own, or None. Evaluations started when an event
 #: arrives, taken over by the run's step.
 SERVICES = ("damnit_dagster.execution.head_start:serve",)
+#: ``module:function`` a run worker calls when its run is over, before it exits: DAMNIT's
+#: GUI messages still queued are sent.
+AT_EXIT = ("damnit_dagster.events.gui_updates:flush_all",)
 #: ``module:function`` the zygote calls before its preload: the science stack's first
 #: import, under the host-wide lock that code servers take too.
 FIRST_IMPORT = "damnit_dagster.execution.science_import:import_science_stack"
@@ -151,7 +154,14 @@ def _fork_run(request: dict) -> int:
             os.close(fd)
         if request.get("nice"):
             os.nice(request["nice"])
-        return _run_worker(request["run_id"], request["instance_ref"])
+        try:
+            return _run_worker(request["run_id"], request["instance_ref"])
+        finally:
+            for hook in AT_EXIT:
+                try:
+                    _call(hook)
+                except Exception as e:  # the run is over: only report it
+                    print(f"damnit_dagster.plugins.launcher: {hook}: {e}", file=sys.stderr)
 
     exit_with(run)
 
