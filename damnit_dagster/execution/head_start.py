@@ -28,7 +28,7 @@ from pathlib import Path
 
 from damnit_dagster.execution.evaluator import Ended, Request, report_path
 from damnit_dagster.execution.forked import ForkedEvaluator, neighbours_stamp
-from damnit_dagster.plugins.launcher import exit_with, process_start_time
+from damnit_dagster.plugins.processes import exit_with, process_start_time
 from damnit_dagster.storage.layout import DamnitPaths
 from damnit_dagster.storage.leftovers import new_fragment
 

@@ -4,26 +4,23 @@ Dagster's default launcher asks the code server to *spawn* a fresh Python proces
 which imports Dagster, loads the code location and later the scientific stack (extra_data,
 xarray, h5py, EXtra components, matplotlib): seconds before the first variable is
 evaluated (see benchmarks/results.md). :class:`ForkServerRunLauncher` keeps one *zygote*
-process that has
-already imported all of that and forks a child per run. The child runs Dagster's standard
-run worker body (the one ``dagster api execute_run`` uses): it loads the code location
-from the run's origin (so a changed ``context.py`` is seen), reports "Started process for
-run", executes the run and writes its events and compute logs to the instance as usual.
+process that has already imported all of that and forks a child per run, which runs
+Dagster's standard run worker body (the one ``dagster api execute_run`` uses): it loads
+the code location from the run's origin (so a changed ``context.py`` is seen), reports
+"Started process for run", executes the run and writes its events and compute logs to
+the instance as usual. The zygote also serves :data:`SERVICES`: evaluations of live runs
+started when their event arrives (``execution/head_start.py``), forked from it too.
 
-Dagster semantics kept: run status and events come from the run worker itself;
-runs with a negative run-queue priority (``dagster/priority``, reprocessing) run
-niced, so that their evaluations leave the CPU to live runs first;
-``terminate`` sends SIGINT to the worker (Dagster turns it into a cancelled run, as the
-code server's termination does); run monitoring asks :meth:`check_run_worker_health`,
-which looks at the worker's pid (tagged on the run as ``damnit/worker``). The zygote is
-started on the first launch (``python -m damnit_dagster.plugins.daemon`` starts it with the
-daemon, see :meth:`ForkServerRunLauncher.prewarm`), restarted if it died, and exits when
-the launching process exits. Children stay
-in the zygote's process group, so stopping the backend's process group stops them too.
-
-The zygote also serves :data:`SERVICES` next to its launcher's requests: evaluations of
-live runs started when their event arrives (``execution/head_start.py``), forked from it
-as the run workers are.
+Dagster semantics kept: run status and events come from the run worker itself; runs with
+a negative run-queue priority (``dagster/priority``, reprocessing) run niced, so that
+their evaluations leave the CPU to live runs first; ``terminate`` sends SIGINT to the
+worker (Dagster turns it into a cancelled run, as the code server's termination does);
+run monitoring asks :meth:`check_run_worker_health`, which looks at the worker's pid
+(tagged on the run as ``damnit/worker``). The zygote is started on the first launch
+(``python -m damnit_dagster.plugins.daemon`` starts it with the daemon, see
+:meth:`ForkServerRunLauncher.prewarm`), restarted if it died, and exits when the
+launching process exits. Children stay in the zygote's process group, so stopping the
+backend's process group stops them too.
 
 Instance configuration (``dagster.yaml``)::
 
@@ -44,8 +41,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from dagster import serialize_value
 
@@ -58,6 +55,7 @@ from damnit_dagster.plugins.dagster_private import (
     WorkerStatus,
     check,
 )
+from damnit_dagster.plugins.processes import exit_with, process_start_time
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +77,9 @@ DEFAULT_PRELOAD = (
 #: the renderer's warm-up, and the folder's context file loaded for the run workers.
 WARM_UPS = ("context_loader.runner:warm_up", "damnit_dagster.execution.forked:warm_up_folder")
 #: ``module:function(close_in_child)`` the zygote calls once warm: each gives a service
-#: (``fileno()``, ``handle()``: its children close the ``close_in_child`` descriptors)
-#: whose requests it takes next to its own, or None. Evaluations started when an event
-#: arrives, taken over by the run's step.
+#: (``fileno()``, ``handle()``; its children close ``close_in_child``) or None.
 SERVICES = ("damnit_dagster.execution.head_start:serve",)
-#: ``module:function`` a run worker calls when its run is over, before it exits: DAMNIT's
-#: GUI messages still queued are sent.
+#: ``module:function`` a run worker calls before it exits: GUI messages still queued go.
 AT_EXIT = ("damnit_dagster.events.gui_updates:flush_all",)
 #: ``module:function`` the zygote calls before its preload: the science stack's first
 #: import, under the host-wide lock that code servers take too.
@@ -101,15 +96,6 @@ def low_priority_nice(tags: Mapping[str, str]) -> int:
         return 0
 
 
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (tells a reused pid apart), None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 # --------------------------------------------------------------------------- zygote side
 
 def _run_worker(run_id: str, instance_ref_json: str) -> int:
@@ -122,23 +108,6 @@ def _run_worker(run_id: str, instance_ref_json: str) -> int:
         with DagsterInstance.from_ref(deserialize_value(instance_ref_json)) as instance:
             return execute_run_command_body(run_id, instance, lambda event: None,
                                              set_exit_code_on_failure=False)
-
-
-def exit_with(body: Callable[[], int | None]) -> NoReturn:
-    """End a forked child: its exit status is what ``body()`` returns (0 for None), 1 when
-    it raised (the traceback printed); the parent's exit handlers never run here."""
-    code = 1
-    try:
-        result = body()
-        code = 0 if result is None else result
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
 
 
 def _fork_run(request: dict) -> int:
