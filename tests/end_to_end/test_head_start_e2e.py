@@ -1,5 +1,6 @@
 """A live run's evaluation starts when its event arrives, before Dagster starts the run's
-step, and the step stores it: a real daemon (fork-server launcher, woken by the inbox)."""
+step, and the step stores it: a real daemon with the project's instance configuration
+(the fork-server launcher, woken by the inbox)."""
 import sqlite3
 import time
 from pathlib import Path
@@ -16,9 +17,6 @@ from support.backend import running_backend
 pytestmark = pytest.mark.slow
 
 PROPOSAL = 4571
-FORK_LAUNCHER = {"run_launcher": {"module": "damnit_dagster.plugins.launcher",
-                                  "class": "ForkServerRunLauncher"}}
-
 # Each evaluation of ``started`` appends the time it ran to calls.txt in the folder.
 CONTEXT = '''
 import time
@@ -61,7 +59,7 @@ def test_a_live_run_is_evaluated_once_from_when_its_event_arrived(tmp_path, damn
     make_proposal(mock_proposal.root, PROPOSAL, [1, 2], ntrains=2, runs_without_proc=[1, 2])
     folder = damnit_folder(CONTEXT, proposal=PROPOSAL).root
     home = tmp_path / "home"
-    with running_backend(folder, home, instance_config=FORK_LAUNCHER) as backend:
+    with running_backend(folder, home) as backend:   # the project's warm run launcher
         backend.wait_for_sensor()
         deadline = time.monotonic() + 120
         while not serving(head_start.address(wake_address(inbox_path()))):   # warm process up
