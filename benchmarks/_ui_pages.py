@@ -12,6 +12,8 @@ from pathlib import Path
 
 from _bench_util import BIN, PROPOSAL, REPO, free_port, log, tail, wait_for
 
+from damnit_dagster.plugins.event_compression import expand
+
 CHROMIUM = "/usr/bin/chromium"
 # As tests/end_to_end/test_ui_browser.py: no sandbox, no GPU, no background connections.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -51,7 +53,7 @@ def last_log_line(home: Path, run_id: str) -> str | None:
     with sqlite3.connect(home / "history" / "runs" / f"{run_id}.db") as conn:
         event, asset_key = conn.execute("SELECT event, asset_key FROM event_logs "
                                         "ORDER BY id DESC LIMIT 1").fetchone()
-    return None if asset_key else json.loads(event)["user_message"].splitlines()[0][:50]
+    return None if asset_key else json.loads(expand(event))["user_message"].splitlines()[0][:50]
 
 
 def ui_pages(folder: Path, home: Path, env: dict, work: Path, run_id: str,

@@ -15,9 +15,9 @@
   failure. Neither has a materialization: the partition stays missing.
 
 Every stored value's event is written twice (the run's log, the cross-run index), so
-each byte of metadata counts. Events are yielded, never outputs, so that one step can
-cover many runs (single-run backfills) and each run's partition gets exactly its own
-status.
+each metadata entry counts, even compressed (``plugins/event_compression.py``). Events
+are yielded, never outputs, so that one step can cover many runs (single-run backfills)
+and each run's partition gets exactly its own status.
 """
 from __future__ import annotations
 

@@ -17,9 +17,12 @@ A new run's planned materialisations and checks (one of each per asset, which Da
 sends as one batch when ``DAGSTER_EVENT_BATCH_SIZE`` is set) are written the same way:
 their ``event_logs`` rows, the assets' last run and the checks' ``PLANNED`` rows.
 
-The rows must stay exactly Dagster's, since the webserver and the daemon read them:
+The ``event_logs`` rows hold each event compressed (:mod:`.event_compression`), which the
+storage's connections read back as the JSON Dagster writes; every other value must stay
+exactly Dagster's, since the webserver and the daemon read them:
 ``tests/plugins/test_event_rows.py`` stores the same events through Dagster's storage and
-through ours and compares every table, so a Dagster upgrade changing them fails there.
+through ours and compares every table (records expanded), so a Dagster upgrade changing
+them fails there.
 """
 from __future__ import annotations
 
@@ -62,21 +65,23 @@ def _indexed(event: dg.EventLogEntry) -> bool:
 
 
 def write_run_shard(conn: Connection, rows: Sequence[dict]) -> None:
-    """Insert the ``event_logs`` rows of a run's database."""
+    """Insert the ``event_logs`` rows (as stored) of a run's database."""
     conn.execute(SqlEventLogStorageTable.insert(), list(rows))
 
 
 def write_index_shard(conn: Connection, storage, events: Sequence[dg.EventLogEntry],
-                      rows: Sequence[dict]) -> None:
+                      rows: Sequence[dict], stored: Sequence[dict]) -> None:
     """Write what Dagster's storage writes to the index shard for ``events`` (all
-    :func:`batchable`; ``rows`` their ``event_logs`` rows, ``storage`` the event log)."""
-    pairs = [(e, r) for e, r in zip(events, rows) if _indexed(e)]
-    if not pairs:
+    :func:`batchable`; ``rows`` their ``event_logs`` rows with the events' JSON, ``stored``
+    the same rows as stored, ``storage`` the event log)."""
+    indexed = [i for i, e in enumerate(events) if _indexed(e)]
+    if not indexed:
         return
+    pairs = [(events[i], rows[i]) for i in indexed]
     ids = conn.execute(
         SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id,
                                                    sort_by_parameter_order=True),
-        [r for _, r in pairs]).scalars().all()
+        [stored[i] for i in indexed]).scalars().all()
     def of_type(event_type):
         return [(e, r, i) for (e, r), i in zip(pairs, ids)
                 if e.dagster_event.event_type == event_type]

@@ -8,7 +8,9 @@ fsyncs, which made a reprocessing run spend most of its time storing events, mor
 computing and storing the variables themselves (benchmarks/results.md).
 
 :class:`KeptOpenSqliteEventLogStorage` is the same storage (same files, schema and
-queries, so the webserver, the daemon and ``dagster`` CLI read it as before) with:
+queries, so the webserver, the daemon and ``dagster`` CLI, which open it as the instance's
+``dagster.yaml`` says, read it as before; Dagster's stock storage cannot expand the
+compressed records) with:
 
 * one open connection per database file, reused while the process lives (a small LRU
   of run shards plus the index shard, so a webserver browsing many runs keeps few files
@@ -27,8 +29,9 @@ queries, so the webserver, the daemon and ``dagster`` CLI read it as before) wit
   since with an open connection new events land there until the next checkpoint;
 * the events a thread stores inside :meth:`~KeptOpenSqliteEventLogStorage.stored_together`
   (the step's scope around one run's materialisations and checks) written at its end, in
-  one transaction per database file, each event serialised once
-  (:func:`store_event_batch`, :mod:`.event_rows`): all of them or, if the scope fails,
+  one transaction per database file, each event serialised and compressed once
+  (:func:`store_event_batch`, :mod:`.event_rows`, :mod:`.event_compression`; every
+  connection reads them back as Dagster's JSON): all of them or, if the scope fails,
   none. Dagster's own batches take the same path: the storage sets
   ``DAGSTER_EVENT_BATCH_SIZE`` (unless set already) in the processes that use it, so a
   new run's planned materialisations and checks (one per asset) are written in one
@@ -77,6 +80,7 @@ from damnit_dagster.plugins.dagster_private import (
     SqliteEventLogStorageWatchdog,
     create_engine,
 )
+from damnit_dagster.plugins.event_compression import compress, expand_row
 from damnit_dagster.plugins.event_rows import batchable, write_index_shard, write_run_shard
 from damnit_dagster.plugins.process_engines import BaseDirConfigurable, ProcessEngines
 
@@ -110,6 +114,7 @@ def _stamped(path: str, check: bool = False) -> bool:
 
 
 def _set_pragmas(dbapi_connection, _record) -> None:
+    dbapi_connection.row_factory = expand_row
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
     page_size = dbapi_connection.execute("PRAGMA page_size").fetchone()[0]
     dbapi_connection.execute(
@@ -266,11 +271,12 @@ class KeptOpenSqliteEventLogStorage(BaseDirConfigurable, SqliteEventLogStorage):
                 super().store_event(event)
             return
         rows = [self._event_to_row(e) for e in events]
+        stored = [{**row, "event": compress(row["event"])} for row in rows]
         for run_id in dict.fromkeys(e.run_id for e in events):
             with self._connect(run_id) as conn:
-                write_run_shard(conn, [r for e, r in zip(events, rows) if e.run_id == run_id])
+                write_run_shard(conn, [r for e, r in zip(events, stored) if e.run_id == run_id])
         with self._connect(INDEX_SHARD_NAME) as conn:
-            write_index_shard(conn, self, events, rows)
+            write_index_shard(conn, self, events, rows, stored)
 
     def has_table(self, table_name: str) -> bool:
         if table_name in self._tables_seen:

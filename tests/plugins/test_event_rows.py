@@ -20,6 +20,7 @@ from dagster._core.events import (
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
 
+from damnit_dagster.plugins.event_compression import expand
 from damnit_dagster.plugins.event_storage import KeptOpenSqliteEventLogStorage
 
 RUN_ID = "0123abcd-0000-0000-0000-000000000000"
@@ -71,12 +72,13 @@ def planned_materialization(name, partition=None, keys=None) -> EventLogEntry:
 
 
 def tables(path: Path) -> dict[str, list]:
-    """Every row of every table of an SQLite file, without the times in ``MADE_AT``."""
+    """Every row of every table of an SQLite file, without the times in ``MADE_AT``,
+    compressed records expanded."""
     conn = sqlite3.connect(path)
     conn.row_factory = sqlite3.Row
     try:
         names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {name: [{k: row[k] for k in row.keys() if k not in MADE_AT}
+        return {name: [{k: expand(row[k]) for k in row.keys() if k not in MADE_AT}
                        for row in conn.execute(f"SELECT * FROM {name} ORDER BY rowid")]
                 for name in names}
     finally:
