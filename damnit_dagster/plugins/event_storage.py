@@ -15,12 +15,15 @@ compressed records) with:
 * one open connection per database file, reused while the process lives (a small LRU
   of run shards plus the index shard, so a webserver browsing many runs keeps few files
   open). Access stays serialised by the storage's own lock, as in Dagster;
+* every event stored compressed (:mod:`.event_compression`; the storage's connections
+  read them back as Dagster's JSON), about a tenth of its JSON;
 * ``PRAGMA synchronous=NORMAL``: in WAL mode a commit no longer waits for an fsync. The
   database cannot be corrupted by it; an OS crash or power loss may lose the last
   events before it (an application crash loses nothing) — a fair trade for a log;
 * a new run's database file copied from an empty one that Dagster's own ``_initdb``
-  made once (``.empty-run-shard-dagster-<versions>.sqlite`` in the same folder, named for
-  the Dagster and SQLAlchemy versions and made again if missing or damaged), instead of
+  made once in small pages (``.empty-run-shard-dagster-<versions>-page-<size>.sqlite`` in
+  the same folder, named for the Dagster and SQLAlchemy versions and the page size, and
+  made again if missing or damaged), instead of
   creating its tables and stamping its alembic revision for every run; a database that has
   an alembic revision is used as it is, as Dagster does, without loading alembic's scripts;
 * schema checks answered once per process (Dagster asks before every asset event
@@ -30,8 +33,7 @@ compressed records) with:
 * the events a thread stores inside :meth:`~KeptOpenSqliteEventLogStorage.stored_together`
   (the step's scope around one run's materialisations and checks) written at its end, in
   one transaction per database file, each event serialised and compressed once
-  (:func:`store_event_batch`, :mod:`.event_rows`, :mod:`.event_compression`; every
-  connection reads them back as Dagster's JSON): all of them or, if the scope fails,
+  (:func:`store_event_batch`, :mod:`.event_rows`): all of them or, if the scope fails,
   none. Dagster's own batches take the same path: the storage sets
   ``DAGSTER_EVENT_BATCH_SIZE`` (unless set already) in the processes that use it, so a
   new run's planned materialisations and checks (one per asset) are written in one
@@ -76,6 +78,7 @@ from damnit_dagster.plugins.dagster_private import (
     INDEX_SHARD_NAME,
     SQLITE_BUSY_TIMEOUT_SECONDS,
     ConfigurableClassData,
+    SqlEventLogStorageTable,
     SqliteEventLogStorage,
     SqliteEventLogStorageWatchdog,
     create_engine,
@@ -86,13 +89,15 @@ from damnit_dagster.plugins.process_engines import BaseDirConfigurable, ProcessE
 
 #: Run shards kept open per process besides the index shard.
 OPEN_RUN_SHARDS = 8
-#: The SQLite page size of a new index shard. A materialisation's row is a little over
-#: half of SQLite's default page, so at the default each takes a page of its own; larger
-#: pages hold several. Run shards keep the default: each table and index of an empty
-#: shard takes a page, which larger pages would make a cost of every Dagster run. A
-#: database keeps the page size it was created with (in WAL mode even VACUUM keeps it),
-#: so an existing index stays as it is (benchmarks/results.md: bytes per value).
+#: The SQLite page size of a new index shard: it holds every asset event, and larger pages
+#: waste less of each page on a row that does not fit the rest of it. A database keeps
+#: the page size it was created with (in WAL mode even VACUUM keeps it), so an existing
+#: index stays as it is (benchmarks/results.md: bytes per value).
 INDEX_PAGE_SIZE = 16384
+#: The SQLite page size of a new run shard (its template): each table and index of an
+#: empty shard takes a page, a cost of every Dagster run (one per live run), and the
+#: compressed events are small enough for small pages.
+RUN_SHARD_PAGE_SIZE = 1024
 #: The write-ahead log's checkpoint threshold in bytes: SQLite's default (its default
 #: number of pages of its default size) whatever a database's page size.
 WAL_AUTOCHECKPOINT_BYTES = 1000 * 4096
@@ -121,9 +126,12 @@ def _set_pragmas(dbapi_connection, _record) -> None:
         f"PRAGMA wal_autocheckpoint={max(1, WAL_AUTOCHECKPOINT_BYTES // page_size)}")
 
 
-def _set_index_page_size(dbapi_connection, _record) -> None:
-    """The page size of an index shard still empty (one with tables ignores it)."""
-    dbapi_connection.execute(f"PRAGMA page_size={INDEX_PAGE_SIZE}")
+def _page_size_setter(size: int):
+    """A connect hook setting the page size of a database still empty (one with tables
+    ignores it)."""
+    def set_page_size(dbapi_connection, _record) -> None:
+        dbapi_connection.execute(f"PRAGMA page_size={size}")
+    return set_page_size
 
 
 #: Dagster's switch for writing batches of events (a new run's planned materialisations
@@ -183,13 +191,16 @@ class KeptOpenSqliteEventLogStorage(BaseDirConfigurable, SqliteEventLogStorage):
         """Dagster's ``_initdb``; a new index shard's tables are created in pages of
         :data:`INDEX_PAGE_SIZE` (made by Dagster's ``__init__``, or by ``_init_shard``)."""
         if for_index_shard or Path(engine.url.database).name == f"{INDEX_SHARD_NAME}.db":
-            db.event.listen(engine, "connect", _set_index_page_size)
+            db.event.listen(engine, "connect", _page_size_setter(INDEX_PAGE_SIZE))
         super()._initdb(engine, for_index_shard)
 
-    def _initdb_at(self, conn_string: str) -> None:
-        """Dagster's own initialisation of the database at ``conn_string``."""
+    def _initdb_at(self, conn_string: str, page_size: int | None = None) -> None:
+        """Dagster's own initialisation of the database at ``conn_string`` (a new one in
+        pages of ``page_size``, if given)."""
         engine = create_engine(conn_string, poolclass=NullPool,
                                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+        if page_size is not None:
+            db.event.listen(engine, "connect", _page_size_setter(page_size))
         self._initdb(engine)
         engine.dispose()
 
@@ -208,16 +219,18 @@ class KeptOpenSqliteEventLogStorage(BaseDirConfigurable, SqliteEventLogStorage):
         return True
 
     def _template(self) -> str:
-        """The path of an empty run shard made by Dagster's ``_initdb``, made first if it is
-        missing or damaged. Its name carries the versions of Dagster and SQLAlchemy, which
-        define the schema, so an upgrade makes a new one (and deletes the old)."""
+        """The path of an empty run shard made by Dagster's ``_initdb`` in pages of
+        :data:`RUN_SHARD_PAGE_SIZE`, made first if it is missing or damaged. Its name
+        carries the versions of Dagster and SQLAlchemy, which define the schema, and the
+        page size, so a change makes a new one (and deletes the old)."""
         path = os.path.join(self._base_dir, f"{TEMPLATE_PREFIX}{dagster_version}-"
-                                            f"sqlalchemy-{db.__version__}.sqlite")
+                                            f"sqlalchemy-{db.__version__}-"
+                                            f"page-{RUN_SHARD_PAGE_SIZE}.sqlite")
         if _stamped(path, check=True):
             return path
         tmp = f"{path}.{uuid.uuid4().hex}.tmp"
         try:
-            self._initdb_at("sqlite:///" + os.path.abspath(tmp))
+            self._initdb_at("sqlite:///" + os.path.abspath(tmp), RUN_SHARD_PAGE_SIZE)
             os.replace(tmp, path)
         finally:
             with suppress(FileNotFoundError):
@@ -238,6 +251,12 @@ class KeptOpenSqliteEventLogStorage(BaseDirConfigurable, SqliteEventLogStorage):
     @property
     def supports_partition_subset_in_asset_materialization_planned_events(self) -> bool:
         return True   # see store_event: only ranged runs keep the subset form
+
+    def prepare_insert_event(self, event: EventLogEntry):
+        """Dagster's insert of one event (its own ``store_event``), the event compressed."""
+        row = self._event_to_row(event)
+        return SqlEventLogStorageTable.insert().values(**{**row,
+                                                          "event": compress(row["event"])})
 
     def store_event(self, event: EventLogEntry) -> None:
         deferred = getattr(self._deferred, "events", None)

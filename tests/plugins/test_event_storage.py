@@ -14,6 +14,7 @@ from dagster._core.storage.event_log import SqliteEventLogStorage
 
 from damnit_dagster.plugins.event_storage import (
     INDEX_PAGE_SIZE,
+    RUN_SHARD_PAGE_SIZE,
     KeptOpenSqliteEventLogStorage,
 )
 from support.paths import REPO
@@ -138,16 +139,19 @@ def test_watcher_sees_events_of_a_writer_that_keeps_its_connection(tmp_path):
         writer.dispose()
 
 
-def test_stock_storage_writes_and_reads_alongside(tmp_path):
-    """Both classes on one folder at once: each sees the other's events, in order."""
+def test_stock_storage_writes_alongside(tmp_path):
+    """Both classes on one folder at once: ours reads the stock storage's events (JSON
+    text) and its own (compressed) in order, in this object and in another."""
     ours = KeptOpenSqliteEventLogStorage(str(tmp_path))
     stock = SqliteEventLogStorage(str(tmp_path))
     ours.store_event(user_message("run-b", "from ours"))
     stock.store_event(user_message("run-b", "from stock"))
     ours.store_event(user_message("run-b", "ours again"))
     expected = ["from ours", "from stock", "ours again"]
-    assert [e.user_message for e in stock.get_logs_for_run("run-b")] == expected
+    other = KeptOpenSqliteEventLogStorage(str(tmp_path))
+    assert [e.user_message for e in other.get_logs_for_run("run-b")] == expected
     assert [e.user_message for e in ours.get_logs_for_run("run-b")] == expected
+    other.dispose()
     ours.dispose()
 
 
@@ -158,8 +162,9 @@ def test_wipe_then_store(tmp_path):
     storage.wipe()
     assert storage.get_logs_for_run("run-c") == []
     storage.store_event(user_message("run-c", "after"))
-    stock = SqliteEventLogStorage(str(tmp_path))
-    assert [e.user_message for e in stock.get_logs_for_run("run-c")] == ["after"]
+    other = KeptOpenSqliteEventLogStorage(str(tmp_path))
+    assert [e.user_message for e in other.get_logs_for_run("run-c")] == ["after"]
+    other.dispose()
     storage.dispose()
 
 
@@ -254,14 +259,22 @@ def page_size(path: Path) -> int:
 
 
 def test_a_new_index_shard_has_larger_pages(tmp_path):
-    """A new index shard is made in pages of ``INDEX_PAGE_SIZE`` (several materialisations a
-    page); run shards keep SQLite's default; an index made by Dagster's own storage keeps
-    its pages and its events."""
+    """A new index shard is made in pages of ``INDEX_PAGE_SIZE``, a new run shard in the
+    smaller ``RUN_SHARD_PAGE_SIZE`` (an empty shard takes a page per table and index); an
+    index made by Dagster's own storage keeps its pages and its events."""
     storage = KeptOpenSqliteEventLogStorage(str(tmp_path / "ours"))
     storage.store_event(user_message("run-1", "first"))
+    storage.store_event(user_message("run-2", "second"))
     storage.dispose()
     assert page_size(tmp_path / "ours" / "index.db") == INDEX_PAGE_SIZE != 4096
-    assert page_size(tmp_path / "ours" / "run-1.db") == 4096
+    for run in ("run-1", "run-2"):
+        assert page_size(tmp_path / "ours" / f"{run}.db") == RUN_SHARD_PAGE_SIZE < 4096
+    stock = SqliteEventLogStorage(str(tmp_path / "stock"))
+    stock.store_event(user_message("run-1", "first"))
+    stock.dispose()
+    assert (tmp_path / "ours" / "run-2.db").stat().st_size * 3 \
+        < (tmp_path / "stock" / "run-1.db").stat().st_size
+    shutil.rmtree(tmp_path / "stock")
 
     SqliteEventLogStorage(str(tmp_path / "stock")).dispose()
     storage = KeptOpenSqliteEventLogStorage(str(tmp_path / "stock"))
@@ -282,7 +295,8 @@ def test_a_missing_or_damaged_template_is_made_again(tmp_path, monkeypatch):
     template.unlink()
     storage.store_event(user_message("run-2", "template missing"))
     data = template.read_bytes()   # a table's page overwritten: alembic_version reads
-    template.write_bytes(data[:5 * 4096] + b"\xff" * 4096 + data[6 * 4096:])
+    size = page_size(template)
+    template.write_bytes(data[:5 * size] + b"\xff" * size + data[6 * size:])
     storage.store_event(user_message("run-3", "template damaged"))
     template.write_bytes(b"not a database" * 100)
     storage.store_event(user_message("run-4", "template overwritten"))
