@@ -210,10 +210,11 @@ def merge_into_new_file(old_path, fragment, out_path,
     already: :attr:`Fragment.names`).
 
     When what the fragment replaces is small (:data:`PATCH_LIMIT`, as when ``reprocess
-    --stale`` recomputes a few variables), ``out_path`` starts as a byte copy of the old
-    file, and only the fragment's objects are copied (:func:`_patch`): a cost that does
-    not grow with the rest of the run's variables. Otherwise it starts as a byte copy of
-    the fragment (a run's first store copies nothing else); everything of the old file
+    --stale`` recomputes a few variables) and not all of the old file, ``out_path`` starts
+    as a byte copy of the old file, and only the fragment's objects are copied
+    (:func:`_patch`): a cost that does not grow with the rest of the run's variables.
+    Otherwise it starts as a byte copy of the fragment (a run's first store, or a whole
+    run processed again, copies nothing else); everything of the old file
     that the fragment does not replace is then copied in, including root attributes
     (which win over the fragment's) and groups we do not know. The ``cleared`` attribute
     is dropped.
@@ -296,11 +297,13 @@ def _patch(old_path, ffrag: h5py.File, out_path, replaced: set[str],
            records: dict[str, dict]) -> bool:
     """:func:`merge_into_new_file` from a copy of the old file: the fragment's names
     (``replaced``) are deleted from it (HDF5 reuses most of their space at once), its
-    objects copied in. False, with ``out_path`` untouched since the copy, when they hold
-    more than :data:`PATCH_LIMIT` bytes there."""
+    objects copied in. False, with ``out_path`` untouched since the copy, when a copy of
+    the fragment is the better start: the fragment replaces every variable of the old
+    file (a whole run processed again), or the names it replaces hold more than
+    :data:`PATCH_LIMIT` bytes there."""
     shutil.copyfile(old_path, out_path)
     with h5py.File(out_path, "r+") as fout:
-        if _replaced_bytes(fout, replaced) > PATCH_LIMIT:
+        if variable_names(fout) <= replaced or _replaced_bytes(fout, replaced) > PATCH_LIMIT:
             return False
         kept = _merged_records(fout, ffrag, replaced)
         for name in replaced:

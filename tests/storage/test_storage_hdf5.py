@@ -105,7 +105,10 @@ def test_xarray_survives_repeated_merges(tmp_path):
     assert len(ids) == len(set(ids)) == 4  # NetCDF dimension ids stay unique in the file
 
 
-def test_unknown_content_of_an_old_file_is_kept(tmp_path):
+@pytest.mark.parametrize("again", [{"b": 2}, {"a": 5}], ids=["another variable", "all again"])
+def test_unknown_content_of_an_old_file_is_kept(tmp_path, again):
+    """Whether the fragment adds a variable or replaces every one (a whole run processed
+    again, which starts from a copy of the fragment), what else the old file held stays."""
     run = tmp_path / "run.h5"
     merge_into_new_file(None, frag(tmp_path / "1.h5", a=1), run)
     with h5py.File(run, "a") as f:
@@ -113,11 +116,12 @@ def test_unknown_content_of_an_old_file_is_kept(tmp_path):
         f.create_group(".custom")["x"] = [1, 2]
         f[".reduced"].attrs["note"] = 3
     new = tmp_path / "new.h5"
-    merge_into_new_file(run, frag(tmp_path / "2.h5", b=2), new)
+    merge_into_new_file(run, frag(tmp_path / "2.h5", **again), new)
     with h5py.File(new, "r") as f:
         assert f.attrs["extra"] == "kept" and list(f[".custom/x"][()]) == [1, 2]
         assert f[".reduced"].attrs["note"] == 3
-        assert variable_names(f) == {"a", "b"}
+        assert variable_names(f) == {"a", *again}
+        assert f["a/data"][()] == again.get("a", 1)
 
 
 @pytest.mark.parametrize("order", ["first", "second"])
