@@ -8,6 +8,7 @@ into the now existing file ("store again", the cost of a re-run, which copies th
 run file). Sizes are of the run file.
 
     python benchmarks/storage_cost.py [--runs 1-3] [--ntrains 100] [--keep DIR]
+        [--context FILE]   (e.g. the context ``cheap_context.py 100`` prints)
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def main(argv=None):
     ap.add_argument("--runs", default="1-3", help="mock run numbers, e.g. 1-3,6")
     ap.add_argument("--ntrains", type=int, default=100)
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    ap.add_argument("--context", type=Path, default=CONTEXT,
+                    help="the context file (default: the 25-variable one)")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -44,7 +47,7 @@ def main(argv=None):
     proposal = 1234
     pdir = make_proposal(work / "data", proposal, runs, ntrains=args.ntrains)
     amore = pdir / "usr" / "Shared" / "amore"
-    paths = init_damnit_dir(amore, proposal, context_source=CONTEXT)
+    paths = init_damnit_dir(amore, proposal, context_source=args.context)
     ctx = ContextFile.from_path(paths.context_file)
     quiet = logging.getLogger("storage_cost.context")  # the context's deliberate errors
     quiet.setLevel(logging.CRITICAL)

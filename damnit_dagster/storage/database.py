@@ -36,6 +36,8 @@ SETTING_DEFAULTS: dict[str, Any] = {
 _RUN_VARIABLE_COLS = ("proposal", "run", "name", "version", "value", "timestamp",
                       "max_diff", "provenance", "summary_method", "summary_type",
                       "attributes")
+#: The columns of the ``runs`` view that are not variables (``run_info``'s).
+RUN_INFO_COLUMNS = {"proposal", "run", "start_time", "added_at"}
 
 class Metameta(MutableMapping):
     """The ``metameta`` key/value table as a mapping (each write is its own transaction)."""
@@ -224,7 +226,8 @@ class DamnitDB:
 
         ``reduced`` maps names to their new rows (errors included); names in ``cleared``
         get a NULL row. ``start_time`` (a key of ``reduced`` or the argument) goes to
-        ``run_info`` only, never to ``run_variables``. Views are remade if a name is new.
+        ``run_info`` only, never to ``run_variables``. Views are remade if a name is new
+        to them.
         """
         reduced = dict(reduced)
         if "start_time" in reduced:
@@ -248,7 +251,7 @@ class DamnitDB:
         updates = ", ".join(f"{c}=excluded.{c}" for c in _RUN_VARIABLE_COLS)
         with self.transaction():
             self.ensure_run(proposal, run, added_at=added_at, start_time=start_time)
-            known = self.variable_names()
+            known = self.view_names()
             self.conn.executemany(
                 f"INSERT INTO run_variables ({cols}) VALUES ({params})"
                 f" ON CONFLICT (proposal, run, name, version) DO UPDATE SET {updates}", rows)
@@ -277,6 +280,12 @@ class DamnitDB:
         """Every name with a row in ``run_variables`` or ``variables`` (the view columns)."""
         return {r[0] for r in self.conn.execute(
             "SELECT DISTINCT name FROM run_variables UNION SELECT name FROM variables")}
+
+    def view_names(self) -> set[str]:
+        """The names the ``runs`` view has a column for: what a store checks its names
+        against, at a cost that does not grow with the rows stored (unlike
+        :meth:`variable_names`, which reads them all)."""
+        return {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")} - RUN_INFO_COLUMNS
 
     def update_views(self) -> None:
         """Recreate the ``runs`` and ``max_diffs`` pivot views with a column per name."""
@@ -324,7 +333,7 @@ class DamnitDB:
             stored = {r["name"]: (r["title"], r["description"])
                       for r in self.conn.execute(
                           "SELECT name, title, description FROM variables WHERE type IS NULL")}
-            known = self.variable_names()
+            known = self.view_names()
             for name, (title, description, tags) in wanted.items():
                 if stored.get(name) != (title, description):
                     changed.add(name)

@@ -180,6 +180,25 @@ def test_cleared_names_get_null_rows_and_views_follow_new_names(tmp_path):
     assert a["value"] is None and a["max_diff"] is None and a["attributes"] is None
 
 
+def test_views_are_checked_by_their_columns_not_by_reading_every_row(tmp_path):
+    """A store checks its names against the ``runs`` view's columns (not a scan of every
+    run's rows, which grew with the runs stored): a name whose column is missing, as in a
+    view made by another writer before it, gets one at the next store; a store of known
+    names leaves the views alone."""
+    db = DamnitDB.create(tmp_path, 1234)
+    db.set_run_values(1234, 1, {"a": ReducedValue(1), "b": ReducedValue(2)})
+    db.conn.execute("DROP VIEW runs")
+    db.conn.execute("CREATE VIEW runs AS SELECT * FROM run_info")   # a view without a, b
+    statements = []
+    db.conn.set_trace_callback(statements.append)
+    db.set_run_values(1234, 2, {"a": ReducedValue(3)})
+    assert tuple(db.conn.execute("SELECT a, b FROM runs WHERE run = 2").fetchone()) == (3, None)
+    statements.clear()
+    db.set_run_values(1234, 3, {"a": ReducedValue(4), "b": ReducedValue(5)})
+    assert not [s for s in statements if "VIEW" in s or "DISTINCT" in s]
+    assert tuple(db.conn.execute("SELECT a, b FROM runs WHERE run = 3").fetchone()) == (4, 5)
+
+
 def test_ensure_run_keeps_added_at_and_updates_start_time(tmp_path):
     db = DamnitDB.create(tmp_path, 1234)
     db.ensure_run(1234, 3, added_at=100.0)
