@@ -276,6 +276,15 @@ def _write_records(fout: h5py.File, records: dict[str, dict], kept: dict[str, di
     write_records_index(fout, {**kept, **records})
 
 
+def _replaces_all(f: h5py.File, replaced: set[str]) -> bool:
+    """Whether ``replaced`` holds every variable of ``f``; a count of the root's entries
+    (each variable with data has one, besides a few groups) rules out most fragments
+    without reading every name."""
+    if len(replaced) < len(f) - len(SPECIAL_GROUPS) - 1:
+        return False
+    return variable_names(f) <= replaced
+
+
 def _replaced_bytes(f: h5py.File, replaced: set[str]) -> int:
     """How many bytes of data the names ``replaced`` hold in ``f``."""
     sizes = []
@@ -303,7 +312,7 @@ def _patch(old_path, ffrag: h5py.File, out_path, replaced: set[str],
     :data:`PATCH_LIMIT` bytes there."""
     shutil.copyfile(old_path, out_path)
     with h5py.File(out_path, "r+") as fout:
-        if variable_names(fout) <= replaced or _replaced_bytes(fout, replaced) > PATCH_LIMIT:
+        if _replaces_all(fout, replaced) or _replaced_bytes(fout, replaced) > PATCH_LIMIT:
             return False
         kept = _merged_records(fout, ffrag, replaced)
         for name in replaced:
