@@ -18,9 +18,6 @@ from support.folders import make_damnit_folder  # noqa: E402
 from support.spec_examples import FIRST_EXAMPLE  # noqa: E402
 
 PROPOSAL = 4569
-FORK_LAUNCHER = {"run_launcher": {"module": "damnit_dagster.plugins.launcher",
-                                  "class": "ForkServerRunLauncher"}}
-
 pytestmark = pytest.mark.slow
 
 
@@ -83,7 +80,7 @@ def test_damnits_gui_shows_a_new_run_and_its_status(tmp_path, kafka_broker, mock
                        "raw")
     Damnit, MainWindow, shown = import_damnit_gui(monkeypatch)
 
-    with running_backend(folder, tmp_path / "dagster", instance_config=FORK_LAUNCHER) as backend:
+    with running_backend(folder, tmp_path / "dagster") as backend:
         backend.wait_for_sensor()
         window = MainWindow(folder, background_activity=False)
         qtbot.addWidget(window)

@@ -22,9 +22,6 @@ from support.kafka_broker import send as _send
 from support.spec_examples import FIRST_EXAMPLE
 
 PROPOSAL = 4567
-FORK_LAUNCHER = {"run_launcher": {"module": "damnit_dagster.plugins.launcher",
-                                  "class": "ForkServerRunLauncher"}}
-
 # The spec's example context, plus one proc variable for calibration events.
 CONTEXT = FIRST_EXAMPLE + '''
 @Variable(title="Detector mean", data="proc")
@@ -39,7 +36,7 @@ def backend(tmp_path_factory, mock_proposal):
     tmp = tmp_path_factory.mktemp("events-e2e")
     make_proposal(mock_proposal.root, PROPOSAL, range(1, 6), ntrains=20, runs_without_proc=())
     folder = make_damnit_folder(tmp / "amore", CONTEXT, proposal=PROPOSAL).root
-    with running_backend(folder, tmp / "home", instance_config=FORK_LAUNCHER) as backend:
+    with running_backend(folder, tmp / "home") as backend:
         backend.wait_for_sensor()
         yield backend
 
@@ -183,7 +180,7 @@ def test_a_burst_of_200_events_gives_200_processed_runs(tmp_path, damnit_folder,
         shutil.copytree(pdir / "raw" / "r0001", pdir / "raw" / f"r{run:04d}",
                         copy_function=os.link)
     folder = damnit_folder(TINY_CONTEXT, proposal=proposal).root
-    with running_backend(folder, tmp_path / "home", instance_config=FORK_LAUNCHER) as backend:
+    with running_backend(folder, tmp_path / "home") as backend:
         backend.wait_for_sensor()
         inbox = EventInbox(inbox_path())
         t0 = time.monotonic()

@@ -16,9 +16,6 @@ from support.folders import make_damnit_folder
 from support.spec_examples import FIRST_EXAMPLE
 
 PROPOSAL = 4568
-FORK_LAUNCHER = {"run_launcher": {"module": "damnit_dagster.plugins.launcher",
-                                  "class": "ForkServerRunLauncher"}}
-
 pytestmark = pytest.mark.slow
 
 
@@ -44,7 +41,7 @@ def test_a_migration_event_is_announced_to_damnits_gui(tmp_path, kafka_broker, m
         db_id = db.db_id
     consumer = KafkaConsumer(f"test.damnit.db-{db_id}", bootstrap_servers=[kafka_broker],
                              auto_offset_reset="earliest")
-    with running_backend(folder, tmp_path / "home", instance_config=FORK_LAUNCHER) as backend:
+    with running_backend(folder, tmp_path / "home") as backend:
         backend.wait_for_sensor()
         EventInbox(inbox_path()).add("migration", PROPOSAL, 1)
         messages = messages_until_finished(consumer)

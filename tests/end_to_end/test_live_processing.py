@@ -21,9 +21,6 @@ from support.backend import running_backend
 pytestmark = pytest.mark.slow
 
 PROPOSAL = 4569
-FORK_LAUNCHER = {"run_launcher": {"module": "damnit_dagster.plugins.launcher",
-                                  "class": "ForkServerRunLauncher"}}
-
 # run_no takes a second for the runs named in SLOW (the old runs a reprocess recomputes,
 # or every run of a batch the backend is killed in); odd fails for multiples of 3.
 CONTEXT = '''
@@ -93,8 +90,7 @@ def live_runs(instance):
 
 def test_a_live_event_during_a_long_reprocess_is_stored_before_it_ends(folder, tmp_path):
     env = {"SLOW_FROM": "100"}
-    with running_backend(folder, tmp_path / "home", instance_config=FORK_LAUNCHER,
-                         env=env) as backend:
+    with running_backend(folder, tmp_path / "home", env=env) as backend:
         backend.wait_for_sensor()
         reprocess = subprocess.Popen(
             [str(Path(sys.executable).parent / "damnit-dagster"), "--dir", str(folder),
@@ -126,7 +122,7 @@ def test_coalesced_runs_keep_each_runs_results_and_errors(folder, tmp_path, mock
     inbox = EventInbox(home / "damnit_events.sqlite")
     for run in range(1, 13):   # all waiting when the backend starts: one batch
         inbox.add("migration", PROPOSAL, run)
-    with running_backend(folder, home, instance_config=FORK_LAUNCHER) as backend:
+    with running_backend(folder, home) as backend:
         with backend.instance() as instance:
             wait_until(lambda: live_runs(instance) and all(
                 r.is_finished for r in live_runs(instance)), backend, "no finished batch")
@@ -162,12 +158,12 @@ def test_a_backend_killed_in_the_middle_of_a_batch_loses_no_event(folder, tmp_pa
     def done():
         return sum(in_db(folder, r) for r in range(1, 13))
 
-    with running_backend(folder, home, instance_config=FORK_LAUNCHER, env=env) as backend:
+    with running_backend(folder, home, env=env) as backend:
         wait_until(lambda: done() > 0, backend, "no run of the batch stored")
         os.killpg(backend.processes["daemon"].pid, signal.SIGKILL)   # with its run workers
         backend.processes["daemon"].wait()
     assert done() < 12
-    with running_backend(folder, home, instance_config=FORK_LAUNCHER, env=env) as backend:
+    with running_backend(folder, home, env=env) as backend:
         wait_until(lambda: done() == 12, backend, "events lost")
         with backend.instance() as instance:
             runs = live_runs(instance)
@@ -179,8 +175,7 @@ def test_a_backend_killed_in_the_middle_of_a_batch_loses_no_event(folder, tmp_pa
 
 def test_a_reprocess_starts_at_once_not_at_the_backfill_loops_next_pass(folder, tmp_path):
     env = {"DAMNIT_BACKFILL_LOOP_SECONDS": "600"}   # only the command's ring can start it
-    with running_backend(folder, tmp_path / "home", instance_config=FORK_LAUNCHER,
-                         env=env) as backend:
+    with running_backend(folder, tmp_path / "home", env=env) as backend:
         backend.wait_for_sensor()
         with backend.instance() as instance:   # the backfill loop's first pass is over
             wait_until(lambda: "BACKFILL" in instance.get_daemon_heartbeats(), backend,
