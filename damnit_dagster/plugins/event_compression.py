@@ -23,12 +23,12 @@ from importlib.resources import files
 WINDOW_BITS = -14
 #: Deflate's level and memory level: as small as the higher settings, and quicker.
 LEVEL, MEMORY_LEVEL = 6, 8
-#: The prefix of a compressed record, by the dictionary it was compressed with.
-DICTIONARIES = {
-    b"\x00\x01": files(__package__).joinpath("event_dictionary_1.txt").read_bytes(),
-}
 #: The prefix (and so the dictionary) :func:`compress` writes.
 PREFIX = b"\x00\x01"
+#: The prefix of a compressed record, by the dictionary it was compressed with.
+DICTIONARIES = {
+    PREFIX: files(__package__).joinpath("event_dictionary_1.txt").read_bytes(),
+}
 
 _primed = zlib.compressobj(LEVEL, zlib.DEFLATED, WINDOW_BITS, MEMORY_LEVEL,
                            zlib.Z_DEFAULT_STRATEGY, DICTIONARIES[PREFIX])
@@ -38,6 +38,11 @@ def compress(text: str) -> bytes:
     """``text`` (an event's JSON) as a compressed record."""
     compressor = _primed.copy()   # priming with the dictionary costs more than copying
     return PREFIX + compressor.compress(text.encode()) + compressor.flush()
+
+
+def stored_row(row: dict) -> dict:
+    """An ``event_logs`` row (Dagster's ``_event_to_row``) as stored: its event compressed."""
+    return {**row, "event": compress(row["event"])}
 
 
 def expand(value):

@@ -83,7 +83,7 @@ from damnit_dagster.plugins.dagster_private import (
     SqliteEventLogStorageWatchdog,
     create_engine,
 )
-from damnit_dagster.plugins.event_compression import compress, expand_row
+from damnit_dagster.plugins.event_compression import expand_row, stored_row
 from damnit_dagster.plugins.event_rows import batchable, write_index_shard, write_run_shard
 from damnit_dagster.plugins.process_engines import BaseDirConfigurable, ProcessEngines
 
@@ -254,9 +254,7 @@ class KeptOpenSqliteEventLogStorage(BaseDirConfigurable, SqliteEventLogStorage):
 
     def prepare_insert_event(self, event: EventLogEntry):
         """Dagster's insert of one event (its own ``store_event``), the event compressed."""
-        row = self._event_to_row(event)
-        return SqlEventLogStorageTable.insert().values(**{**row,
-                                                          "event": compress(row["event"])})
+        return SqlEventLogStorageTable.insert().values(**stored_row(self._event_to_row(event)))
 
     def store_event(self, event: EventLogEntry) -> None:
         deferred = getattr(self._deferred, "events", None)
@@ -290,7 +288,7 @@ class KeptOpenSqliteEventLogStorage(BaseDirConfigurable, SqliteEventLogStorage):
                 super().store_event(event)
             return
         rows = [self._event_to_row(e) for e in events]
-        stored = [{**row, "event": compress(row["event"])} for row in rows]
+        stored = [stored_row(row) for row in rows]
         for run_id in dict.fromkeys(e.run_id for e in events):
             with self._connect(run_id) as conn:
                 write_run_shard(conn, [r for e, r in zip(events, stored) if e.run_id == run_id])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import posixpath
 import shutil
 from dataclasses import dataclass, field
@@ -276,6 +277,12 @@ def _write_records(fout: h5py.File, records: dict[str, dict], kept: dict[str, di
     write_records_index(fout, {**kept, **records})
 
 
+def _not_worth_patching(f: h5py.File, replaced: set[str]) -> bool:
+    """Whether a copy of the fragment is the better start than a copy of ``f``: the names
+    ``replaced`` are all of its variables, or hold more than :data:`PATCH_LIMIT` bytes."""
+    return _replaces_all(f, replaced) or _replaced_bytes(f, replaced) > PATCH_LIMIT
+
+
 def _replaces_all(f: h5py.File, replaced: set[str]) -> bool:
     """Whether ``replaced`` holds every variable of ``f``; a count of the root's entries
     (each variable with data has one, besides a few groups) rules out most fragments
@@ -309,10 +316,17 @@ def _patch(old_path, ffrag: h5py.File, out_path, replaced: set[str],
     objects copied in. False, with ``out_path`` untouched since the copy, when a copy of
     the fragment is the better start: the fragment replaces every variable of the old
     file (a whole run processed again), or the names it replaces hold more than
-    :data:`PATCH_LIMIT` bytes there."""
+    :data:`PATCH_LIMIT` bytes there. An old file larger than that is judged before it is
+    copied (a copy thrown away would cost more than opening it once more); a smaller one
+    on its copy."""
+    judged_first = os.path.getsize(old_path) > PATCH_LIMIT
+    if judged_first:
+        with h5py.File(old_path, "r") as fold:
+            if _not_worth_patching(fold, replaced):
+                return False
     shutil.copyfile(old_path, out_path)
     with h5py.File(out_path, "r+") as fout:
-        if _replaces_all(fout, replaced) or _replaced_bytes(fout, replaced) > PATCH_LIMIT:
+        if not judged_first and _not_worth_patching(fout, replaced):
             return False
         kept = _merged_records(fout, ffrag, replaced)
         for name in replaced:

@@ -159,7 +159,8 @@ def test_same_result_as_damnits_combiner(tmp_path, order):
                                     load(ours, group=name, engine="h5netcdf"))
 
 
-@pytest.mark.parametrize("patch_limit", [0, 1 << 30], ids=["rewrite", "patch"])
+@pytest.mark.parametrize("patch_limit", [0, 64, 1 << 30],
+                         ids=["rewrite", "patch judged before the copy", "patch"])
 def test_provenance_index_follows_every_merge(tmp_path, monkeypatch, patch_limit):
     """The index of a run file's provenance records (read in one go by ``--stale``)
     holds exactly the records of ``/.provenance`` after each merge, whichever way the
