@@ -26,6 +26,7 @@ A visible asset ``p{proposal}/context.py`` carries the state of the context file
 version is served and, if the current file is broken, its errors.
 """
 
+import contextlib
 import os
 import re
 import time
@@ -60,6 +61,7 @@ from damnit_dagster.defs.variables import (
     saved_variables,
     trigger_for,
 )
+from damnit_dagster.execution.fork_worker import WorkerPool
 from damnit_dagster.execution.process_run import (
     ERROR,
     NONE,
@@ -170,6 +172,7 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
                          or run_tags.get(TRIGGER) == CALIBRATION)
         head_start = (bucket == LOCAL and EVENT_ID in run_tags and len(runs) == 1
                       and not stored_inputs)
+        workers = WorkerPool() if stored_inputs and bucket == LOCAL else None
         versions = Versions({n: v["code_version"] for n, v in variables.items()}, parents,
                             context.run.run_id)
 
@@ -178,7 +181,7 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
                             context_python=python, settings=settings, cluster=bucket == CLUSTER,
                             processing_id=processing_id(run_key, run) if run_key else None,
                             stored_inputs=stored_inputs, versions=versions,
-                            evaluator=evaluator, head_start=head_start)
+                            evaluator=evaluator, head_start=head_start, workers=workers)
 
         def finished(outcomes):
             # a line per run, gathered into one log entry per LOG_EVERY seconds: each
@@ -202,10 +205,12 @@ def build_bucket_asset(snapshot: ContextSnapshot, proposal: int, bucket: str,
                                          submitted=slurm_array))
         else:
             # A ranged run evaluates several runs at once (one per core, each in its own
-            # forked child) and reports them in order; the user's code is loaded once.
-            workers = 1 if bucket == CLUSTER else min(len(runs),
+            # forked child; from stored inputs, each thread's runs in one warm child) and
+            # reports them in order; the user's code is loaded once.
+            threads = 1 if bucket == CLUSTER else min(len(runs),
                                                       len(os.sched_getaffinity(0)) + 1)
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as pool:
+            with (ThreadPoolExecutor(max_workers=threads, thread_name_prefix="evaluate") as pool,
+                  workers or contextlib.nullcontext()):
                 yield from finished(zip(runs, pool.map(evaluate_run, runs)))
         if not_processed:
             raise dg.Failure(description=f"{len(not_processed)} of {len(runs)} runs could not "

@@ -13,9 +13,11 @@ The protocol is JSON lines over a socket pair: ``{"id", "describe": path}`` answ
 ``{"id", "result"}`` (:func:`damnit_dagster.execution.describe.describe_file`'s), and
 ``{"id", "evaluate": {...}}`` answered with ``{"id", "exit": code, "timed_out": bool}``
 once the child has ended (or ``{"id", "error"}`` if it could not be forked). Each child
-leads its own process group, killed when it ends. The server exits when the command
-closes its end (or dies); the evaluations still running then are killed with their
-process groups, since nobody would store their results.
+leads its own process group, killed when it ends. An evaluation naming a ``worker`` goes
+to that worker's warm child instead (:mod:`.fork_worker`); ``{"id", "release": prefix}``
+ends the children of the workers named so (answered ``{"id"}``). The server exits when
+the command closes its end (or dies); the evaluations still running then are killed with
+their process groups, since nobody would store their results.
 """
 from __future__ import annotations
 
@@ -69,6 +71,10 @@ class EvaluationServer:
         if "error" in answer:
             raise RuntimeError(answer["error"])
         return {"exit": answer["exit"], "timed_out": answer["timed_out"]}
+
+    def release(self, prefix: str) -> None:
+        """End the warm children of the workers whose names start with ``prefix``."""
+        self._ask({"release": prefix})
 
     def _ask(self, request: dict) -> dict:
         with self._send_lock:
@@ -124,6 +130,7 @@ def _serve(sock: socket.socket, damnit_dir: Path, context_path: Path) -> int:
     evaluations and warm up the renderer."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C is for the command and the runs
     from damnit_dagster.execution.describe import describe_file, file_sha
+    from damnit_dagster.execution.fork_worker import WorkerPool
     from damnit_dagster.execution.forked import evaluate_in_child, load_for_evaluation
     from damnit_dagster.execution.limits import kill_group
 
@@ -145,14 +152,18 @@ def _serve(sock: socket.socket, damnit_dir: Path, context_path: Path) -> int:
         with running_lock:
             (running.add if alive else running.discard)(pid)
 
+    workers = WorkerPool()
+
     def evaluate(ident: int, request: dict) -> None:
         try:
-            answer({"id": ident, **evaluate_in_child(**request, track=track)})
+            worker = request.pop("worker", None)
+            answer({"id": ident, **(workers.evaluate(key=worker, **request) if worker
+                                    else evaluate_in_child(**request, track=track))})
         except Exception as e:  # not even forked (the file cannot be loaded...): the run's error
             answer({"id": ident, "error": f"{type(e).__name__}: {e}"})
 
     described: dict[str, dict] = {}
-    workers = []
+    threads = []
     try:
         for line in sock.makefile("r", encoding="utf-8"):
             request = json.loads(line)
@@ -167,17 +178,21 @@ def _serve(sock: socket.socket, damnit_dir: Path, context_path: Path) -> int:
                         load_for_evaluation(context_path, damnit_dir)
                     except Exception:  # each evaluation meets (and reports) the problem again
                         pass
+            elif "release" in request:
+                workers.close(request["release"])
+                answer({"id": request["id"]})
             else:
-                worker = threading.Thread(target=evaluate,
+                thread = threading.Thread(target=evaluate,
                                           args=(request["id"], request["evaluate"]))
-                worker.start()
-                workers.append(worker)
+                thread.start()
+                threads.append(thread)
     except (OSError, ValueError):   # reset by a dying command, or its last line cut
         pass
     finally:   # the command is gone or done: nobody waits for these evaluations any more
         with running_lock:
             for pid in running:
                 kill_group(pid)
-    for worker in workers:
-        worker.join()
+        workers.close()
+    for thread in threads:
+        thread.join()
     return 0

@@ -116,32 +116,15 @@ def evaluate_in_child(*, damnit_dir, context_path, proposal: int, run: int, data
 def _fork_and_wait(ctx, limits: Limits, cores: list[int], *, damnit_dir, proposal, run, data,
                    variables, fragment, log, track, inputs_from) -> dict:
     """The fork of :func:`evaluate_in_child`, pinned to ``cores``, and its wait."""
-    from context_loader import runner
-    from context_loader.heap import keep_freed_heap
-
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         status = 1
         try:
-            os.setpgid(0, 0)
-            _die_with_parent()
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # a server ignores it
-            with open(log, "a", encoding="utf-8", errors="replace") as log_file:
-                os.dup2(log_file.fileno(), 1)
-                os.dup2(log_file.fileno(), 2)
-            sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-            sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
-            logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            limits.apply_to_this_process(cores, on_top_of_current=True)
-            keep_freed_heap()
-            os.chdir(damnit_dir)  # the user's relative paths and local imports, as in DAMNIT
-            os.umask(0)
-            runner.execute(ctx, proposal, run, data, variables=tuple(variables),
-                           fragment_path=str(fragment), report_path=report_path(Path(fragment)),
-                           inputs_from=inputs_from)
+            become_evaluator(limits, cores, damnit_dir, log)
+            execute_run(ctx, proposal=proposal, run=run, data=data, variables=variables,
+                        fragment=fragment, inputs_from=inputs_from)
             status = 0
         except BaseException:
             traceback.print_exc()
@@ -163,20 +146,61 @@ def _fork_and_wait(ctx, limits: Limits, cores: list[int], *, damnit_dir, proposa
     return {"exit": os.waitstatus_to_exitcode(wait_status), "timed_out": timed_out}
 
 
+def become_evaluator(limits: Limits, cores: list[int], damnit_dir, log) -> None:
+    """In a child just forked to evaluate runs: lead its own process group, die with the
+    thread that forked it, take the folder's ``limits`` on ``cores``, write its output to
+    the process log ``log``, and work in ``damnit_dir``."""
+    from context_loader.heap import keep_freed_heap
+
+    os.setpgid(0, 0)
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a server ignores it
+    output_to(log)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limits.apply_to_this_process(cores, on_top_of_current=True)
+    keep_freed_heap()
+    os.chdir(damnit_dir)  # the user's relative paths and local imports, as in DAMNIT
+    os.umask(0)
+
+
+def output_to(log) -> None:
+    """Send this process's output (file descriptors 1 and 2) to the end of ``log``."""
+    with open(log, "a", encoding="utf-8", errors="replace") as log_file:
+        os.dup2(log_file.fileno(), 1)
+        os.dup2(log_file.fileno(), 2)
+
+
+def execute_run(ctx, *, proposal, run, data, variables, fragment, inputs_from) -> None:
+    """Evaluate one run with the loaded context file ``ctx`` into ``fragment`` and its
+    report (the runner's work in an evaluating child)."""
+    from context_loader import runner
+
+    runner.execute(ctx, proposal, run, data, variables=tuple(variables),
+                   fragment_path=str(fragment), report_path=report_path(Path(fragment)),
+                   inputs_from=inputs_from)
+
+
 class ForkedEvaluator:
     """The runner in a child forked from this process, or from ``server`` (a
-    :class:`.fork_server.EvaluationServer`) when given."""
+    :class:`.fork_server.EvaluationServer`) when given; with ``workers`` (a
+    :class:`.fork_worker.WorkerPool`), in the calling thread's child of that pool, which
+    evaluates its runs in turn."""
 
-    def __init__(self, settings: dict, server=None):
-        self.settings, self.server = settings, server
+    def __init__(self, settings: dict, server=None, workers=None):
+        self.settings, self.server, self.workers = settings, server, workers
         self.limits = Limits.from_settings(settings)   # a bad setting is the run's error
 
     def header(self, request: Request) -> str:
         limits = self.limits
+        where = ("in a warm child evaluating runs in turn" if self.workers is not None
+                 else "forked from a warm process")
         return (f"{header(request.proposal, request.run)}\nvariables "
                 f"{','.join(request.variables) or '(all)'}, data={request.data}, limits: "
                 f"{limits.cpus} CPU cores, {limits.mem_text} memory, {limits.time_text}; "
-                f"forked from a warm process")
+                f"{where}")
 
     def fragment_for(self, request) -> None:
         return None
@@ -190,8 +214,12 @@ class ForkedEvaluator:
                      settings=self.settings)
         if request.inputs_from is not None:
             child["inputs_from"] = str(request.inputs_from)
-        end = (self.server.evaluate(**child) if self.server is not None
-               else evaluate_in_child(**child))
+        if self.workers is not None:
+            end = self.workers.evaluate(server=self.server, **child)
+        elif self.server is not None:
+            end = self.server.evaluate(**child)
+        else:
+            end = evaluate_in_child(**child)
         return self.ended(request, end, _new_output(log, start), echo)
 
     def ended(self, request: Request, end: dict, output: str, echo,

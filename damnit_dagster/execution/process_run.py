@@ -65,9 +65,10 @@ def same_interpreter(python: str | None) -> bool:
 
 
 def evaluator_for(*, cluster: bool, context_python: str | None, settings: dict,
-                  server=None) -> Evaluator:
+                  server=None, workers=None) -> Evaluator:
     """Where a run's variables are evaluated: a Slurm job for ``cluster=True`` ones, else
-    a child forked from this process (or ``server``) when ``context_python`` is this
+    a child forked from this process (or ``server``; the thread's child of ``workers``, a
+    :class:`.fork_worker.WorkerPool`, when given) when ``context_python`` is this
     interpreter, else that interpreter."""
     from damnit_dagster.execution.context_python import SubprocessEvaluator
     from damnit_dagster.execution.slurm import SlurmEvaluator
@@ -75,7 +76,7 @@ def evaluator_for(*, cluster: bool, context_python: str | None, settings: dict,
     if cluster:
         return SlurmEvaluator(settings)
     if same_interpreter(context_python):
-        return ForkedEvaluator(settings, server)
+        return ForkedEvaluator(settings, server, workers)
     return SubprocessEvaluator({**settings, "context_python": context_python})
 
 
@@ -85,7 +86,7 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
                        processing_id: str | None = None, stored_inputs: bool = False,
                        versions: Versions | None = None,
                        evaluator: Evaluator | None = None,
-                       head_start: bool = False) -> RunOutcome:
+                       head_start: bool = False, workers=None) -> RunOutcome:
     """Evaluate ``variables`` (names; their dependencies are added back) of ``run`` with
     trigger ``data`` (raw/proc/all), store the results, and report what happened. With
     ``stored_inputs``, the saved variables they depend on are read from the run's file
@@ -93,8 +94,10 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
     provenance record (:mod:`damnit_dagster.storage.provenance`), also in
     ``outcome.records``.
     Evaluations in this interpreter are forked from ``server`` when given (see
-    :mod:`.fork_server`), else from this process; ``evaluator`` overrides the choice (the
-    run's task of a Slurm job array). With ``head_start`` (a live run), an evaluation of
+    :mod:`.fork_server`), else from this process; with ``workers`` (a
+    :class:`.fork_worker.WorkerPool`), the thread's warm child of that pool evaluates
+    them, after the runs before; ``evaluator`` overrides the choice (the run's task of a
+    Slurm job array). With ``head_start`` (a live run), an evaluation of
     the same request started when the event arrived is taken over
     (:mod:`.head_start`).
 
@@ -115,7 +118,8 @@ def evaluate_and_store(damnit_dir, proposal: int, run: int, context_path, variab
     evaluation = None
     try:
         evaluator = evaluator or evaluator_for(cluster=cluster, context_python=context_python,
-                                               settings=settings or {}, server=server)
+                                               settings=settings or {}, server=server,
+                                               workers=workers)
         if head_start and isinstance(evaluator, ForkedEvaluator):
             evaluator = take_over(request, evaluator) or evaluator
         announce(gui, evaluator, processing_id, request)

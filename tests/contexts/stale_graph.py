@@ -1,6 +1,9 @@
 """The context of the ``reprocess --stale`` tests: a small graph with every kind of value
 (array, DataArray, string, scalar, a transient and a figure). Each function appends its
-name to ``calls.log`` in the DAMNIT folder, so tests see which ones were called."""
+name and process to ``calls.log`` in the DAMNIT folder, so tests see which ones were
+called, and where."""
+import os
+
 import numpy as np
 import xarray as xr
 
@@ -9,7 +12,7 @@ from damnit_ctx import Variable
 
 def called(name):
     with open("calls.log", "a") as f:
-        f.write(name + "\n")
+        f.write(f"{name} {os.getpid()}\n")
 
 
 @Variable(title="Base")

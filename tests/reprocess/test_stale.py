@@ -48,12 +48,25 @@ def edit(folder: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
+def call_log(folder: Path) -> list[tuple[str, int]]:
+    """(function, process) of the calls since the last look (and forget them)."""
+    log = folder / "calls.log"
+    entries = [line.split() for line in log.read_text().splitlines()]
+    log.write_text("")
+    return [(name, int(pid)) for name, pid in entries]
+
+
 def calls(folder: Path) -> list[str]:
     """The functions called since the last look (and forget them)."""
-    log = folder / "calls.log"
-    names = log.read_text().split()
-    log.write_text("")
-    return sorted(names)
+    return sorted(name for name, _ in call_log(folder))
+
+
+def ended(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def timestamps(folder: Path) -> dict:
@@ -97,7 +110,12 @@ def test_editing_a_leaf_recomputes_it_alone_and_equals_a_full_reprocess(stale_se
     assert sorted(results) == RUNS and all(r.ok == ["leaf"] for r in results.values())
     assert messages == ["3 runs (r1..r3): recomputing leaf (code changed)"]
     # only leaf and the transient it needs were called; inputs came from the run files
-    assert calls(folder) == ["leaf"] * 3 + ["tmp"] * 3
+    called = call_log(folder)
+    assert sorted(name for name, _ in called) == ["leaf"] * 3 + ["tmp"] * 3
+    # by warm children evaluating runs in turn, all ended with the pass
+    assert all(ended(pid) for _, pid in called)
+    assert "in a warm child evaluating runs in turn" in (
+        folder / "process_logs" / f"r1-p{PROPOSAL}.out").read_text()
     after = timestamps(folder)
     assert {k for k in after if after[k] != before[k]} == {(r, "leaf") for r in RUNS}
     stale_values = values(folder)
