@@ -18,12 +18,12 @@ replaced after :data:`RUNS_PER_CHILD` runs, or when the context file or the sett
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import select
 import sys
 import threading
-import traceback
 import uuid
 
 from damnit_dagster.execution.forked import (
@@ -31,6 +31,7 @@ from damnit_dagster.execution.forked import (
     execute_run,
     load_for_evaluation,
     output_to,
+    ran,
 )
 from damnit_dagster.execution.limits import Limits, cores_for, kill_group
 
@@ -199,26 +200,13 @@ def _serve_runs(ctx, limits: Limits, cores: list[int], damnit_dir, log, requests
                 answers_fd: int) -> None:
     """The child's loop: evaluate each run it is sent, answer ``{"exit": 0|1}`` (1: the
     runner raised, as a forked child's exit status), until the pipe closes."""
-    status = 1
-    try:
+    def serve():
         become_evaluator(limits, cores, damnit_dir, log)
         with os.fdopen(requests_fd, "r", encoding="utf-8") as requests:
             for line in requests:
                 request = json.loads(line)
                 output_to(request["log"])
-                code = 1
-                try:
-                    execute_run(ctx, **{k: request.get(k) for k in _RUN_FIELDS})
-                    code = 0
-                except BaseException:
-                    traceback.print_exc()
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os.write(answers_fd, (json.dumps({"exit": code}) + "\n").encode())
-        status = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
+                ok = ran(functools.partial(execute_run, ctx,
+                                           **{k: request.get(k) for k in _RUN_FIELDS}))
+                os.write(answers_fd, (json.dumps({"exit": 0 if ok else 1}) + "\n").encode())
+    os._exit(0 if ran(serve) else 1)

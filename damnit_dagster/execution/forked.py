@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from damnit_dagster.execution.describe import file_sha
@@ -120,18 +121,11 @@ def _fork_and_wait(ctx, limits: Limits, cores: list[int], *, damnit_dir, proposa
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the child: never returns
-        status = 1
-        try:
+        def evaluate():
             become_evaluator(limits, cores, damnit_dir, log)
             execute_run(ctx, proposal=proposal, run=run, data=data, variables=variables,
                         fragment=fragment, inputs_from=inputs_from)
-            status = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(status)
+        os._exit(0 if ran(evaluate) else 1)
     try:
         os.setpgid(pid, pid)   # the child does it too; whichever comes first
     except OSError:
@@ -144,6 +138,20 @@ def _fork_and_wait(ctx, limits: Limits, cores: list[int], *, damnit_dir, proposa
         track(pid, False)
         _, wait_status = os.waitpid(pid, 0)
     return {"exit": os.waitstatus_to_exitcode(wait_status), "timed_out": timed_out}
+
+
+def ran(work: Callable[[], object]) -> bool:
+    """Call ``work``: False, its traceback printed, if it raised anything; this process's
+    output is flushed either way (a forked child's exit status, or a run's answer)."""
+    try:
+        work()
+        return True
+    except BaseException:
+        traceback.print_exc()
+        return False
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
 
 
 def become_evaluator(limits: Limits, cores: list[int], damnit_dir, log) -> None:

@@ -7,6 +7,7 @@ from damnit_dagster.execution.fork_server import EvaluationServer
 from damnit_dagster.execution.fork_worker import WorkerPool
 from damnit_dagster.execution.process_run import evaluate_and_store
 from damnit_dagster.storage.database import DamnitDB
+from support.processes import process_gone
 
 CONTEXT = textwrap.dedent("""
     import os
@@ -43,13 +44,6 @@ def stored(folder, proposal, run, name):
     return None if row is None else row["value"]
 
 
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
 
 def test_runs_evaluated_in_turn_by_one_child_keep_their_own_results_and_output(
         damnit_folder, mock_proposal):
@@ -66,7 +60,7 @@ def test_runs_evaluated_in_turn_by_one_child_keep_their_own_results_and_output(
         assert f"evaluating run {run} in" in log
         assert "warm child evaluating runs in turn" in log
         assert not any(f"evaluating run {other} in" in log for other in {1, 2, 3} - {run})
-    assert gone(pids.pop())                                   # ended with the pool
+    assert process_gone(pids.pop())                                   # ended with the pool
 
 
 def test_a_run_that_kills_its_child_fails_alone_and_the_next_gets_a_new_child(
@@ -121,8 +115,8 @@ def test_a_servers_children_evaluate_in_turn_and_end_when_released(damnit_folder
         with WorkerPool() as pool:
             outcomes = evaluate_in_turn(folder, proposal, [1, 3], pool, server=server)
             pid = stored(folder, proposal, 1, "evaluated_by")
-            assert not gone(pid)
-        assert gone(pid)                        # released with the pool
+            assert not process_gone(pid)
+        assert process_gone(pid)                        # released with the pool
         assert server.pid != pid
     assert [o.error for o in outcomes] == [None, None]
     assert stored(folder, proposal, 3, "evaluated_by") == pid

@@ -15,6 +15,7 @@ from damnit_dagster.defs.context_source import load_context, variable_syncer
 from damnit_dagster.reprocess.direct import reprocess_direct
 from damnit_dagster.reprocess.stale import StaleRefused, find_stale, reprocess_stale
 from support.paths import CONTEXTS, REPO
+from support.processes import process_gone
 
 PROPOSAL = 4321
 RUNS = [1, 2, 3]
@@ -61,13 +62,6 @@ def calls(folder: Path) -> list[str]:
     return sorted(name for name, _ in call_log(folder))
 
 
-def ended(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
 
 def timestamps(folder: Path) -> dict:
     with sqlite3.connect(folder / "runs.sqlite") as db:
@@ -113,7 +107,7 @@ def test_editing_a_leaf_recomputes_it_alone_and_equals_a_full_reprocess(stale_se
     called = call_log(folder)
     assert sorted(name for name, _ in called) == ["leaf"] * 3 + ["tmp"] * 3
     # by warm children evaluating runs in turn, all ended with the pass
-    assert all(ended(pid) for _, pid in called)
+    assert all(process_gone(pid) for _, pid in called)
     assert "in a warm child evaluating runs in turn" in (
         folder / "process_logs" / f"r1-p{PROPOSAL}.out").read_text()
     after = timestamps(folder)
