@@ -31,6 +31,7 @@ from . import runner
 from .contextfile import ContextFile
 from .errors import ContextFileErrors
 from .heap import keep_freed_heap
+from .progress import write_json
 
 log = logging.getLogger("context_loader")
 
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
 
     if args.command == "describe":
         result = runner.describe(args.context)
-        runner.write_json(args.out, result)
+        write_json(args.out, result)
         if not result["ok"]:
             print("\n".join(result["problems"]), file=sys.stderr)
             return 1
@@ -96,12 +97,12 @@ def main(argv=None) -> int:
             match=args.match, cluster=args.cluster, fragment_path=args.fragment,
             report_path=args.report, logger=log, inputs_from=args.inputs_from)
     except ContextFileErrors as err:
-        runner.write_json(args.report, {"proposal": args.proposal, "run": args.run,
+        write_json(args.report, {"proposal": args.proposal, "run": args.run,
                                   "error": str(err), "problems": err.problems})
         print(err, file=sys.stderr)
         return 1
     except (runner.RunnerError, OSError) as err:
-        runner.write_json(args.report, {"proposal": args.proposal, "run": args.run,
+        write_json(args.report, {"proposal": args.proposal, "run": args.run,
                                   "error": str(err)})
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -119,7 +120,7 @@ def _exec_runs(args) -> int:
         for run, _, report, log_path in tasks:
             _output_to(log_path, args.header.format(run=run))
             print(err, file=sys.stderr)
-            runner.write_json(report, {"proposal": args.proposal, "run": run,
+            write_json(report, {"proposal": args.proposal, "run": run,
                                        "error": str(err), "problems": err.problems})
         return 1
     for run, fragment, report, log_path in tasks:
@@ -132,7 +133,7 @@ def _exec_runs(args) -> int:
                                if args.inputs_from_pattern else None))
         except (runner.RunnerError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
-            runner.write_json(report, {"proposal": args.proposal, "run": run,
+            write_json(report, {"proposal": args.proposal, "run": run,
                                        "error": str(err)})
     return 0
 

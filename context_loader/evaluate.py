@@ -52,16 +52,6 @@ def open_run(proposal: int, run: int, run_data=RunData.ALL):
     return extra_data.open_run(proposal, run, data=data), data
 
 
-def proc_available(proposal: int, run: int) -> bool:
-    """Whether calibrated (proc) files of the run exist, without opening them."""
-    from extra_data.read_machinery import find_proposal
-    try:
-        run_dir = Path(find_proposal(f"p{proposal:06d}")) / "proc" / f"r{run:04d}"
-    except Exception:
-        return False
-    return run_dir.is_dir() and any(run_dir.glob("*.h5"))
-
-
 def start_time(run) -> float:
     """The run's start as a UTC epoch: its first train's timestamp, else (no trains, or no
     timestamps in old files) the mtime of its first raw file by name (first file if none

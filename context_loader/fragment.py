@@ -30,6 +30,7 @@ import xarray as xr
 from .cells import Cell
 from .hdf5_names import DAMNIT_GROUPS, DATAARRAY_NAME, DATAARRAY_VARIABLE, OBJTYPE_ATTR
 from .optional_types import is_mpl_figure, is_pd_dataframe, is_pd_series, is_plotly_figure
+from .progress import partial_path
 from .thumbnails import PNGData, figure2array, plotly_json_bytes
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,6 @@ def write_fragment(path, cells: dict[str, Cell], errors: dict[str, BaseException
         raise
     return writer.close()
 
-
-def partial_path(path) -> Path:
-    """Where the fragment ``path`` is written until it is complete: ``.<name>.writing``
-    in the same folder."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.writing")
 
 
 class FragmentWriter:

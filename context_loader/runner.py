@@ -5,19 +5,19 @@ caller reads a JSON report and an HDF5 fragment, never pickles of user objects.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import time
-from pathlib import Path
 
 from .contextfile import ContextFile
 from .errors import ContextFileErrors, Skip
-from .evaluate import evaluate_run, open_run, proc_available
+from .evaluate import evaluate_run, open_run
 from .fragment import FragmentWriter
 from .fragment import warm_up as warm_up_fragment_writer
 from .mymdc import MyMdcClient, proposal_client
+from .progress import append_progress, progress_path, write_json
+from .proposal_paths import proc_available
 from .run_use import reads_run
 from .stored import plan, stored_start_time
 from .stored import warm_up as warm_up_stored_reader
@@ -78,8 +78,8 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
 
     Each variable is written to the fragment as soon as it is computed. With
     ``report_path``, the report is written there too at the end, and meanwhile a line per
-    variable is appended to :func:`progress_path`, so that if this process dies, what it
-    had computed is known (:func:`read_progress`) and in the partial fragment
+    variable is appended to :func:`.progress.progress_path`, so that if this process dies, what it
+    had computed is known (:func:`.progress.read_progress`) and in the partial fragment
     (:func:`context_loader.fragment.complete_partial`).
 
     Raises :class:`ContextFileErrors` if the file does not load, :class:`RunnerError` if
@@ -132,7 +132,7 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
     progress = None
     if report_path is not None:
         progress = open(progress_path(report_path), "w", encoding="utf-8")
-        _append(progress, {**report, "order": list(selected.vars),
+        append_progress(progress, {**report, "order": list(selected.vars),
                            "transient": [n for n, v in selected.vars.items()
                                          if v.transient or n in again]})
     writer = FragmentWriter(fragment_path, provenance="context.py")
@@ -155,7 +155,7 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
                 report["variables"][name] = entry
             line = {"done": name, "entry": entry}
         if progress is not None:
-            _append(progress, line)
+            append_progress(progress, line)
 
     try:
         evaluate_run(selected, run_obj, run, proposal, mymdc=mymdc or proposal_client(proposal),
@@ -172,42 +172,6 @@ def execute(context, proposal: int, run: int, data="all", *, variables=(), match
     if report_path is not None:
         write_json(report_path, report)
         os.unlink(progress.name)
-    return report
-
-
-def progress_path(report_path) -> Path:
-    """Where :func:`execute` logs its progress while it writes ``report_path``."""
-    return Path(str(report_path) + ".progress")
-
-
-def _append(progress, line: dict) -> None:
-    progress.write(json.dumps(line) + "\n")
-    progress.flush()
-
-
-def read_progress(report_path) -> dict | None:
-    """The report of an :func:`execute` that did not finish, from its progress log:
-    ``"partial": true``, the evaluation ``"order"``, the names ``"done"`` and the
-    ``"transient"`` ones besides the usual fields. None when there is no log (it had not
-    started to evaluate)."""
-    try:
-        lines = progress_path(report_path).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    report = None
-    for text in lines:
-        try:
-            line = json.loads(text)
-        except ValueError:   # cut short by the process's death
-            break
-        if report is None:
-            report = {**line, "partial": True, "done": []}
-        elif "done" in line:
-            report["done"].append(line["done"])
-            if line["entry"] is not None:
-                report["variables"][line["done"]] = line["entry"]
-        else:
-            report.update(line)
     return report
 
 
@@ -229,11 +193,3 @@ def _report_entry(var, name, results) -> dict | None:
     else:
         return None
     return entry
-
-
-def write_json(path, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (a reader sees the old or new file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)

@@ -179,7 +179,8 @@ def keep_finished(fragment: Path, report: dict | None, stopped: str,
     ``error_type(stopped ...)`` for every variable not finished (the one it was computing
     is named). Returns the completed report, or None when the runner had not started to
     evaluate (nothing to keep: the run failed as a whole)."""
-    from context_loader.fragment import complete_partial, partial_path, write_fragment
+    from context_loader.fragment import complete_partial, write_fragment
+    from context_loader.progress import partial_path
 
     if not report or not report.get("partial"):
         partial_path(fragment).unlink(missing_ok=True)
@@ -230,9 +231,9 @@ def name_memory_limit(report: dict, fragment: Path, limits: Limits) -> list[str]
 
 def take_report(path: Path) -> dict | None:
     """The runner's JSON report, or if it died while evaluating, the partial one from its
-    progress log (``context_loader.runner.read_progress``); None if neither is readable.
+    progress log (``context_loader.progress.read_progress``); None if neither is readable.
     Both files are removed."""
-    from context_loader.runner import progress_path, read_progress
+    from context_loader.progress import progress_path, read_progress
 
     try:
         return json.loads(path.read_text())
@@ -245,7 +246,7 @@ def take_report(path: Path) -> dict | None:
 
 def discard_partial(fragment: Path) -> None:
     """Remove what a runner that did not finish wrote of ``fragment``."""
-    from context_loader.fragment import partial_path
+    from context_loader.progress import partial_path
 
     partial_path(fragment).unlink(missing_ok=True)
 

@@ -171,8 +171,7 @@ def _log_of(fragment: Path) -> Path:
 
 def _files_of(fragment: Path) -> list[Path]:
     """What an evaluation into ``fragment`` may have written, besides its log."""
-    from context_loader.fragment import partial_path
-    from context_loader.runner import progress_path
+    from context_loader.progress import partial_path, progress_path
 
     report = report_path(fragment)
     return [fragment, partial_path(fragment), report, progress_path(report)]

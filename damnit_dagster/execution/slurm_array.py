@@ -204,7 +204,7 @@ class SlurmArray:
         they end (a report written, or its task over without one), until all have; polls
         Slurm meanwhile. Raises :class:`SlurmError` when the controller cannot be asked
         for 10 minutes."""
-        from context_loader.runner import progress_path
+        from context_loader.progress import progress_path
 
         pending = set(self.runs if runs is None else runs)
         tasks: dict[str, dict] = {}
@@ -329,7 +329,7 @@ class SlurmArray:
             time.sleep(min(self.poll, 0.2))
 
     def _discard_files(self) -> None:
-        from context_loader.runner import progress_path
+        from context_loader.progress import progress_path
 
         for f in self.files.values():
             for path in (f.fragment, f.report, progress_path(f.report)):

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from context_loader.evaluate import proc_available
+from context_loader.proposal_paths import proc_available
 from damnit_dagster.defs.context_source import load_context
 from damnit_dagster.defs.variables import lineage, saved_variables
 from damnit_dagster.execution.describe import describe_file

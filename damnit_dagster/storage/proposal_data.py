@@ -1,9 +1,11 @@
 """Where a proposal's data is: its folder under ``EXTRA_DATA_DATA_ROOT`` (default
-``/gpfs/exfel/exp``, found by EXtra-data) and the runs whose raw data is there."""
+``/gpfs/exfel/exp``, found as EXtra-data finds it: ``context_loader.proposal_paths``) and
+the runs whose raw data is there."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from context_loader.proposal_paths import data_root, find_proposal_dir
 
 
 class ProposalNotFound(LookupError):
@@ -12,13 +14,10 @@ class ProposalNotFound(LookupError):
 
 def proposal_dir(proposal: int) -> Path:
     """The proposal's data folder (with ``raw/``, ``proc/`` and ``usr/``)."""
-    from extra_data.read_machinery import find_proposal
-
     try:
-        return Path(find_proposal(f"p{int(proposal):06d}"))
-    except Exception as e:
-        root = os.environ.get("EXTRA_DATA_DATA_ROOT", "/gpfs/exfel/exp")
-        raise ProposalNotFound(f"proposal {proposal} not found under {root}: {e}") from None
+        return find_proposal_dir(proposal)
+    except LookupError:
+        raise ProposalNotFound(f"proposal {proposal} not found under {data_root()}") from None
 
 
 def runs_with_raw_data(proposal: int) -> set[int]:

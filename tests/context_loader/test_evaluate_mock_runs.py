@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from context_loader.errors import Skip
-from context_loader.evaluate import evaluate_run, open_run, proc_available, start_time
+from context_loader.evaluate import evaluate_run, open_run, start_time
+from context_loader.proposal_paths import proc_available
 from context_loader.variable import RunData
 from support.evaluation import load
 

@@ -6,7 +6,7 @@ import textwrap
 
 import h5py
 
-from context_loader.fragment import partial_path
+from context_loader.progress import partial_path
 from damnit_dagster.execution.evaluator import keep_finished
 
 REPORT = {"proposal": 1234, "run": 5, "data_opened": "raw", "start_time": 1.0,
