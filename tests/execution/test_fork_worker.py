@@ -121,3 +121,18 @@ def test_a_servers_children_evaluate_in_turn_and_end_when_released(damnit_folder
     assert [o.error for o in outcomes] == [None, None]
     assert stored(folder, proposal, 3, "evaluated_by") == pid
 
+
+
+def test_a_child_is_replaced_after_its_share_of_runs(damnit_folder, mock_proposal,
+                                                     monkeypatch):
+    """What the user's code keeps between runs stays bounded: a child evaluates at most
+    ``RUNS_PER_CHILD`` runs."""
+    from damnit_dagster.execution import fork_worker
+
+    monkeypatch.setattr(fork_worker, "RUNS_PER_CHILD", 2)
+    folder = damnit_folder(CONTEXT, proposal=mock_proposal.proposal).root
+    proposal = mock_proposal.proposal
+    with WorkerPool() as pool:
+        evaluate_in_turn(folder, proposal, [1, 2, 3], pool)
+    pids = [stored(folder, proposal, run, "evaluated_by") for run in (1, 2, 3)]
+    assert pids[0] == pids[1] != pids[2]
