@@ -77,15 +77,25 @@ class Fragment:
     rows: dict[str, ReducedValue] = field(default_factory=dict)  # for runs.sqlite
 
 
-def summary_value(ds: h5py.Dataset):
-    """A ``.reduced`` dataset as DAMNIT puts it in SQLite: str, PNG bytes, Python scalar,
-    or ndarray."""
-    if h5py.check_string_dtype(ds.dtype) is not None:
-        return ds.asstr("utf-8", "surrogateescape")[()]
-    if ds.ndim == 1 and ds.dtype == np.uint8 and ds[:8].tobytes() == PNG_MAGIC:
-        return ds[()].tobytes()
-    value = ds[()]
-    return value.item() if value.ndim == 0 else value
+def _summary(group: h5py.Group, name: str) -> tuple[object, dict]:
+    """The ``.reduced`` dataset ``name`` in ``group`` as DAMNIT puts it in SQLite (str, PNG
+    bytes, Python scalar, or ndarray), and its attributes. Numbers and arrays are read with
+    h5py's low-level API: a store reads one per value, and a ``Dataset`` object costs
+    more than the read."""
+    dsid = h5py.h5d.open(group.id, name.encode())
+    dtype, shape = dsid.dtype, dsid.shape
+    attrs = (dict(h5py.Dataset(dsid).attrs.items()) if h5py.h5a.get_num_attrs(dsid)
+             else {})
+    if h5py.check_string_dtype(dtype) is not None:
+        return h5py.Dataset(dsid).asstr("utf-8", "surrogateescape")[()], attrs
+    if shape is None or dtype.kind == "O":
+        value = h5py.Dataset(dsid)[()]
+    else:
+        value = np.empty(shape, dtype)
+        dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, value)
+    if value.ndim == 1 and dtype == np.uint8 and value[:8].tobytes() == PNG_MAGIC:
+        return value.tobytes(), attrs
+    return (value.item() if value.ndim == 0 else value), attrs
 
 
 def _json_attr(value):
@@ -114,15 +124,17 @@ def fragment_of(f: h5py.File) -> Fragment:
     cleared = cleared_names(f)
     names = variable_names(f) | cleared
     rows = {n: ReducedValue.cleared() for n in names}
-    for name, ds in f.get(".reduced", {}).items():
-        max_diff = ds.attrs.get("max_diff")
+    reduced = f.get(".reduced")
+    for name in reduced if isinstance(reduced, h5py.Group) else ():
+        value, attrs = _summary(reduced, name)
+        max_diff = attrs.get("max_diff")
         rows[name] = ReducedValue(
-            summary_value(ds),
+            value,
             max_diff=None if max_diff is None else float(max_diff),
-            summary_method=_text(ds.attrs.get("summary_method", "")),
-            summary_type=(None if "summary_type" not in ds.attrs
-                          else _text(ds.attrs["summary_type"])),
-            attributes={k: _json_attr(v) for k, v in ds.attrs.items()
+            summary_method=_text(attrs.get("summary_method", "")),
+            summary_type=(None if "summary_type" not in attrs
+                          else _text(attrs["summary_type"])),
+            attributes={k: _json_attr(v) for k, v in attrs.items()
                         if k not in _SEPARATE_ATTRS},
         )
     for name, ds in f.get(".errors", {}).items():
@@ -273,8 +285,22 @@ def _write_records(fout: h5py.File, records: dict[str, dict], kept: dict[str, di
         for name, record in records.items():
             if name in group:
                 del group[name]
-            group.create_dataset(name, data=json.dumps(record))
+            _write_text(group, name, json.dumps(record))
     write_records_index(fout, {**kept, **records})
+
+
+def _write_text(group: h5py.Group, name: str, text: str) -> None:
+    """A scalar UTF-8 string dataset ``name`` in ``group`` (read as ``ds.asstr()[()]``),
+    made with h5py's low-level API: a store writes one per value, and ``create_dataset``
+    costs about twice as much."""
+    data = text.encode()
+    string_type = h5py.h5t.C_S1.copy()
+    string_type.set_size(max(len(data), 1))
+    string_type.set_cset(h5py.h5t.CSET_UTF8)
+    dataset = h5py.h5d.create(group.id, name.encode(), string_type,
+                              h5py.h5s.create(h5py.h5s.SCALAR))
+    dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, np.array(data, dtype=f"S{len(data) or 1}"),
+                  mtype=string_type)
 
 
 def _not_worth_patching(f: h5py.File, replaced: set[str]) -> bool:
