@@ -92,12 +92,12 @@ class WorkerPool:
         those of the servers this pool asked); one evaluating a run is killed."""
         start = f"{self._prefix}-{prefix}"
         with self._lock:
-            children = [self._children.pop(k) for k in list(self._children)
-                        if k.startswith(start)]
-            busy = [c for c in children if c.busy]
+            popped = [self._children.pop(k) for k in list(self._children)
+                      if k.startswith(start)]
+            children = [(child, child.busy) for child in popped]
             servers = [] if prefix else list(self._servers.values())
-        for child in children:
-            if child in busy:
+        for child, busy in children:
+            if busy:
                 kill_group(child.pid)   # its thread sees it end, and reaps it
             else:
                 child.close()
@@ -154,25 +154,24 @@ class _Child:
             os.write(self._requests, (json.dumps(request) + "\n").encode())
         except OSError:   # the child is gone
             return self._end(timed_out=False)
-        line = self._answer(self.limits.time)
+        line, timed_out = self._answer(self.limits.time)
         if line is None:
-            return self._end(timed_out=self._timed_out)
+            return self._end(timed_out=timed_out)
         return {"exit": json.loads(line)["exit"], "timed_out": False}
 
-    def _answer(self, timeout: float) -> bytes | None:
-        """The child's next answer line; None when it died or the time is up."""
-        self._timed_out = False
+    def _answer(self, timeout: float) -> tuple[bytes | None, bool]:
+        """(the child's next answer line, or None when it died or the time is up; whether
+        the time is up)."""
         while b"\n" not in self._buffer:
             ready, _, _ = select.select([self._answers], [], [], timeout)
             if not ready:
-                self._timed_out = True
-                return None
+                return None, True
             data = os.read(self._answers, 4096)
             if not data:
-                return None
+                return None, False
             self._buffer += data
         line, _, self._buffer = self._buffer.partition(b"\n")
-        return line
+        return line, False
 
     def _end(self, timed_out: bool) -> dict:
         """Kill the child and its group, reap it; how it ended."""

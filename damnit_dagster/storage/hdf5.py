@@ -295,12 +295,11 @@ def _write_text(group: h5py.Group, name: str, text: str) -> None:
     costs about twice as much."""
     data = text.encode()
     string_type = h5py.h5t.C_S1.copy()
-    string_type.set_size(max(len(data), 1))
+    string_type.set_size(len(data))   # JSON text: never empty
     string_type.set_cset(h5py.h5t.CSET_UTF8)
     dataset = h5py.h5d.create(group.id, name.encode(), string_type,
                               h5py.h5s.create(h5py.h5s.SCALAR))
-    dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, np.array(data, dtype=f"S{len(data) or 1}"),
-                  mtype=string_type)
+    dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, np.array(data), mtype=string_type)
 
 
 def _not_worth_patching(f: h5py.File, replaced: set[str]) -> bool:
